@@ -1,0 +1,51 @@
+"""One mini-batch: a small typed bundle of tensors, in the column order of a `Schema`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """Tensors of one batch of B rows.
+
+    dense:       (B, N) float32
+    categorical: (B, F) int64, ids per field (0 = missing, 1 = unseen)
+    crosses:     (B, C) int64, ids per cross feature
+    label:       (B,)   float32 in {0, 1}
+    bags:        one ``(values (L,) int64, offsets (B,) int64)`` pair per bag field, the
+                 ``torch.nn.EmbeddingBag`` layout: row b holds ``values[offsets[b]:offsets[b+1]]``
+    row_id:      (B,)   int64, the row's position in its split (for saved predictions)
+    """
+
+    dense: Tensor
+    categorical: Tensor
+    crosses: Tensor
+    label: Tensor
+    bags: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    row_id: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    def inputs(self) -> dict[str, object]:
+        """Keyword arguments for `WideTower`, `DeepTower` and `WideDeep`."""
+        return {
+            "categorical": self.categorical,
+            "crosses": self.crosses,
+            "dense": self.dense,
+            "bags": self.bags,
+        }
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            dense=self.dense.to(device),
+            categorical=self.categorical.to(device),
+            crosses=self.crosses.to(device),
+            label=self.label.to(device),
+            bags=[(v.to(device), o.to(device)) for v, o in self.bags],
+            row_id=None if self.row_id is None else self.row_id.to(device),
+        )

@@ -1,0 +1,172 @@
+"""Preloaded column tensors and the batches sliced from them.
+
+No per-row ``__getitem__`` and no Python collate: a batch is a handful of ``index_select`` calls
+on whole columns, which keeps the input path a small share of a training step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import polars as pl
+import torch
+from torch import Tensor
+
+from .batch import Batch
+from .features import Schema
+
+
+@dataclass
+class ColumnarData:
+    """One split as whole-column tensors (n rows).
+
+    dense (n, N) float32, categorical (n, F) int64, crosses (n, C) int64, label (n,) float32,
+    bags: per bag field ``(values (L,), offsets (n + 1,))`` in CSR layout.
+    """
+
+    dense: Tensor
+    categorical: Tensor
+    crosses: Tensor
+    label: Tensor
+    bags: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, schema: Schema, where: str = "data") -> ColumnarData:
+        """Encoded columns (as `Preprocessor.transform` writes them) -> tensors, validated."""
+        names = [schema.label, *schema.dense, *(f.name for f in schema.all_categorical)]
+        missing = [c for c in names if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{where}: missing encoded columns {missing}")
+        n = frame.height
+
+        def matrix(cols: list[str], dtype: torch.dtype) -> Tensor:
+            if not cols:
+                return torch.zeros(n, 0, dtype=dtype)
+            return torch.from_numpy(frame.select(cols).to_numpy(writable=True)).to(dtype).contiguous()
+
+        bags = []
+        for f in schema.bags:
+            lists = frame[f.name]
+            lengths = lists.list.len().fill_null(0).to_numpy()
+            offsets = torch.zeros(n + 1, dtype=torch.long)
+            offsets[1:] = torch.from_numpy(lengths).cumsum(0)
+            values = torch.from_numpy(lists.explode().drop_nulls().to_numpy()).long()
+            bags.append((values, offsets))
+        data = cls(
+            dense=matrix(list(schema.dense), torch.float32),
+            categorical=matrix([f.name for f in schema.categorical], torch.long),
+            crosses=matrix([f.name for f in schema.crosses], torch.long),
+            label=torch.from_numpy(frame[schema.label].to_numpy(writable=True)).float(),
+            bags=bags,
+        )
+        data.validate(schema, where)
+        return data
+
+    def validate(self, schema: Schema, where: str = "data") -> None:
+        """Fail loudly on what would otherwise train silently wrong."""
+        if torch.isnan(self.dense).any() or torch.isinf(self.dense).any():
+            bad = torch.nonzero(~torch.isfinite(self.dense))[0].tolist()
+            raise ValueError(
+                f"{where}: non-finite dense value at row {bad[0]}, field {schema.dense[bad[1]]!r}"
+            )
+        if not torch.isin(self.label, torch.tensor([0.0, 1.0])).all():
+            row = int(torch.nonzero(~torch.isin(self.label, torch.tensor([0.0, 1.0])))[0])
+            raise ValueError(f"{where}: label {self.label[row].item()} at row {row} is not 0 or 1")
+        for ids, fields in ((self.categorical, schema.categorical), (self.crosses, schema.crosses)):
+            for j, f in enumerate(fields):
+                col = ids[:, j]
+                if len(col) and (col.min() < 0 or col.max() >= f.cardinality):
+                    raise ValueError(
+                        f"{where}: field {f.name!r} has ids outside [0, {f.cardinality})"
+                    )
+        for (values, _), f in zip(self.bags, schema.bags, strict=True):
+            if len(values) and (values.min() < 0 or values.max() >= f.cardinality):
+                raise ValueError(f"{where}: bag {f.name!r} has ids outside [0, {f.cardinality})")
+
+    def take(self, index: Tensor, row_id: bool = True) -> Batch:
+        """Gather rows ``index`` (B,) into a `Batch`."""
+        bags = []
+        for values, offsets in self.bags:
+            starts, ends = offsets[index], offsets[index + 1]
+            lengths = ends - starts
+            new_offsets = torch.cumsum(lengths, 0) - lengths  # (B,)
+            # Position of every gathered value in `values`, without a Python loop.
+            pos = torch.repeat_interleave(starts - new_offsets, lengths)
+            pos = pos + torch.arange(int(lengths.sum()))
+            bags.append((values[pos], new_offsets))
+        return Batch(
+            dense=self.dense[index],
+            categorical=self.categorical[index],
+            crosses=self.crosses[index],
+            label=self.label[index],
+            bags=bags,
+            row_id=index if row_id else None,
+        )
+
+
+class EpochPermutation:
+    """A seeded permutation per epoch; Lightning calls ``set_epoch`` on a loader's sampler."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=gen)
+
+
+class BatchLoader:
+    """Iterable of `Batch` sliced from `ColumnarData`; usable as a Lightning dataloader.
+
+    The same (seed, epoch) gives the same batches, so a resumed run sees the same data order.
+    """
+
+    def __init__(
+        self,
+        data: ColumnarData,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.data = data
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        # Lightning inspects `sampler` / `batch_sampler` as on a DataLoader, and calls
+        # `sampler.set_epoch(epoch)` before every epoch.
+        self.sampler = EpochPermutation(len(data), shuffle, seed)
+        self.batch_sampler = None
+
+    def __len__(self) -> int:
+        n = len(self.data) / self.batch_size
+        return math.floor(n) if self.drop_last else math.ceil(n)
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self.sampler.indices()
+        for k in range(len(self)):
+            yield self.data.take(order[k * self.batch_size : (k + 1) * self.batch_size])
+
+
+@dataclass
+class ProcessedData:
+    """What a dataset builder returns: the schema, split tensors and a description."""
+
+    schema: Schema
+    splits: dict[str, ColumnarData]
+    info: dict = field(default_factory=dict)
+    # Row-aligned columns that are not features (e.g. the synthetic true logit), per split.
+    extras: dict[str, pl.DataFrame] = field(default_factory=dict)
+    # The fitted `Preprocessor`, to encode new raw rows exactly as the training rows were.
+    preprocessor: object | None = None

@@ -1,0 +1,83 @@
+"""Several categorical id spaces stored in one embedding table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .features import NUM_RESERVED_IDS, PADDING_ID
+
+
+class FieldEmbedding(nn.Module):
+    """One table for K id spaces (fields), each shifted by its own offset.
+
+    One table instead of K keeps a batch's lookup to a single kernel call, which is what makes
+    26 Criteo fields cheap. Id 0 (missing) of every field maps to the shared row 0, which is
+    the padding row: it stays zero and receives no gradient. Id ``i >= 1`` of field ``k`` maps to
+    row ``offsets[k] + i``, so every field keeps its own row for id 1 (unseen).
+
+    Args:
+        cardinalities: ids per field, reserved ids included.
+        dim: D, the embedding dimension (1 for a wide tower's weights).
+        sparse: produce sparse gradients (for large tables with FTRL / SparseAdam / AdaGrad).
+        init_std: std of the normal init; 0 starts at zero (a linear model's usual start).
+    """
+
+    def __init__(
+        self, cardinalities: Sequence[int], dim: int, sparse: bool = False, init_std: float = 0.01
+    ) -> None:
+        super().__init__()
+        if dim < 1:
+            raise ValueError(f"embedding dim must be >= 1, got {dim}")
+        cards = torch.tensor(list(cardinalities), dtype=torch.long)
+        if (cards < NUM_RESERVED_IDS).any():
+            raise ValueError(f"every cardinality must be >= {NUM_RESERVED_IDS}: {cardinalities}")
+        # Field k's id i lives at row offsets[k] + i; id 0 of every field is row 0.
+        starts = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(cards - 1, 0)[:-1]])
+        self.register_buffer("offsets", starts, persistent=False)
+        self.register_buffer("cardinalities", cards, persistent=False)
+        self.num_rows = int(1 + (cards - 1).sum())
+        self.weight = nn.Parameter(torch.empty(self.num_rows, dim))
+        self.sparse = sparse
+        self.init_std = init_std
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            if self.init_std > 0:
+                nn.init.normal_(self.weight, std=self.init_std)
+            else:
+                self.weight.zero_()
+            self.weight[PADDING_ID].zero_()
+
+    @property
+    def num_fields(self) -> int:
+        return int(self.offsets.numel())
+
+    def rows(self, ids: Tensor) -> Tensor:
+        """(B, K) per-field ids -> (B, K) rows of the shared table."""
+        return torch.where(ids > 0, ids + self.offsets, 0)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """(B, K) ids -> (B, K, D) vectors."""
+        return F.embedding(self.rows(ids), self.weight, padding_idx=PADDING_ID, sparse=self.sparse)
+
+    def pooled(self, ids: Tensor) -> Tensor:
+        """(B, K) ids -> (B, D): the sum over fields, in one fused kernel."""
+        return F.embedding_bag(
+            self.rows(ids), self.weight, mode="sum", padding_idx=PADDING_ID, sparse=self.sparse
+        )
+
+    def bag(self, field_index: int, values: Tensor, offsets: Tensor, mode: str = "sum") -> Tensor:
+        """A multi-valued field: values (L,) and offsets (B,) -> (B, D) pooled with ``mode``."""
+        rows = torch.where(values > 0, values + self.offsets[field_index], 0)
+        return F.embedding_bag(
+            rows, self.weight, offsets, mode=mode, padding_idx=PADDING_ID, sparse=self.sparse
+        )
+
+    def extra_repr(self) -> str:
+        return f"fields={self.num_fields}, rows={self.num_rows}, dim={self.weight.shape[1]}, " \
+            f"sparse={self.sparse}"

@@ -1,0 +1,43 @@
+"""Optimizers by name, so each tower's optimizer is a config choice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .ftrl import FTRL
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "adagrad": torch.optim.Adagrad,
+    "sparse_adam": torch.optim.SparseAdam,
+    "ftrl": FTRL,
+}
+# Optimizers that accept sparse gradients (from tables built with sparse=True).
+SPARSE_CAPABLE = {"sgd", "adagrad", "sparse_adam", "ftrl"}
+
+
+def build_optimizer(
+    params: Iterable[nn.Parameter], settings: Mapping[str, Any], who: str = "optimizer"
+) -> torch.optim.Optimizer:
+    """``settings``: ``{name: adam, lr: 1e-3, ...}``; every other key goes to the optimizer."""
+    settings = dict(settings)
+    name = settings.pop("name", None)
+    if name not in OPTIMIZERS:
+        raise ValueError(f"{who}: unknown optimizer {name!r}; choose from {sorted(OPTIMIZERS)}")
+    params = list(params)
+    if not params:
+        raise ValueError(f"{who}: no parameters to optimize")
+    if name == "ftrl":
+        # FTRL names its learning rate alpha (McMahan et al. 2013).
+        if "lr" in settings:
+            settings["alpha"] = settings.pop("lr")
+    try:
+        return OPTIMIZERS[name](params, **settings)
+    except TypeError as err:
+        raise ValueError(f"{who}: bad settings {settings} for {name}: {err}") from None

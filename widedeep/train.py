@@ -1,0 +1,193 @@
+"""widedeep-train: a pure ``train(cfg)`` and the thin Hydra command line around it.
+
+    widedeep-train data=synthetic model=wide_deep optim=adam seed=1
+    widedeep-train -m model=wide,deep,wide_deep seed=0,1,2
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import polars
+import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .io import atomic_write, write_json
+
+log = logging.getLogger("widedeep")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key."""
+
+
+def _check(cfg: DictConfig, key: str, kind: type | tuple[type, ...], test=None, need: str = "") -> None:
+    value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{key}={value!r}: expected {names}")
+    if test is not None and not test(value):
+        raise ConfigError(f"{key}={value!r}: {need}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Catch wrong types and values before minutes of data loading, with the key's name."""
+    from .lit import KINDS
+
+    positive = (lambda v: v > 0, "must be > 0")
+    _check(cfg, "seed", int)
+    _check(cfg, "data.name", str)
+    _check(cfg, "data.batch_size", int, *positive)
+    _check(cfg, "data.eval_batch_size", int, *positive)
+    _check(cfg, "model.kind", str, lambda v: v in KINDS, f"must be one of {KINDS}")
+    _check(cfg, "model.deep.embedding_dim", int, *positive)
+    _check(cfg, "model.deep.dropout", (int, float), lambda v: 0 <= v < 1, "must be in [0, 1)")
+    hidden = cfg.model.deep.hidden
+    if not OmegaConf.is_list(hidden) or not all(isinstance(h, int) and h > 0 for h in hidden):
+        raise ConfigError(f"model.deep.hidden={hidden}: expected a list of positive ints")
+    _check(cfg, "trainer.max_epochs", int, *positive)
+    _check(cfg, "trainer.patience", int, lambda v: v >= 0, "must be >= 0")
+    _check(cfg, "trainer.logger", str, lambda v: v in ("csv", "tensorboard", "none"),
+           "must be csv, tensorboard or none")
+    for tower in ("wide", "deep"):
+        _check(cfg, f"optim.{tower}.name", str)
+        _check(cfg, f"optim.{tower}.lr", (int, float), *positive)
+
+
+def _logger(kind: str, out: Path) -> Any:
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    if kind == "csv":
+        return CSVLogger(out, name="logs", version="")
+    if kind == "tensorboard":
+        return TensorBoardLogger(out, name="logs", version="")
+    return False
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one model as configured; write its outputs under ``cfg.output_dir``; return metrics."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from .datamodule import WideDeepDataModule
+    from .lit import WideDeepModule
+    from .predict import predict_split
+
+    validate(cfg)
+    started = time.perf_counter()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    dm = WideDeepDataModule(data_cfg, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
+    dm.setup()
+    data_time = time.perf_counter() - started
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    module = WideDeepModule(
+        schema=dm.data.schema.to_dict(),
+        kind=model_cfg["kind"],
+        wide=model_cfg["wide"],
+        deep=model_cfg["deep"],
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor="val/auc", mode="max", save_last=True
+    )
+    stopping = EarlyStopping(
+        monitor="val/auc", mode="max", patience=cfg.trainer.patience, min_delta=cfg.trainer.min_delta
+    )
+    trainer = pl.Trainer(
+        max_epochs=cfg.trainer.max_epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        precision=cfg.trainer.precision,
+        deterministic=cfg.trainer.deterministic,
+        limit_train_batches=cfg.trainer.limit_train_batches,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        enable_progress_bar=cfg.trainer.progress_bar,
+        enable_model_summary=False,
+        logger=_logger(cfg.trainer.logger, out),
+        callbacks=[checkpoint, stopping],
+        default_root_dir=out,
+    )
+    fit_start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("resume_from"))
+    fit_time = time.perf_counter() - fit_start
+
+    # Everything below uses the best validation-AUC weights, not the last epoch's.
+    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    module.load_state_dict(best["state_dict"])
+    val = trainer.validate(module, datamodule=dm, verbose=False)[0]
+    test = trainer.test(module, datamodule=dm, verbose=False)[0]
+    predictions = [
+        predict_split(module.model, dm.data.splits[split], cfg.data.eval_batch_size)
+        .with_columns(polars.lit(split).alias("split"))
+        for split in ("valid", "test")
+    ]
+    frame = predictions[0].vstack(predictions[1])
+    atomic_write(out / "predictions.parquet", frame.write_parquet)
+
+    metrics = {
+        "dataset": cfg.data.name,
+        "kind": cfg.model.kind,
+        "seed": cfg.seed,
+        "val": {"auc": val["val/auc"], "logloss": val["val/logloss"]},
+        "test": {"auc": test["test/auc"], "logloss": test["test/logloss"]},
+        "params": module.parameter_counts(),
+        "epochs": trainer.current_epoch,
+        "best_epoch": int(best["epoch"]),
+        "rows": dm.data.info["rows"],
+        "wall_time_s": time.perf_counter() - started,
+        "data_time_s": data_time,
+        "fit_time_s": fit_time,
+        "optimizer_step_time_s": module.train_time,
+        "best_checkpoint": str(checkpoint.best_model_path),
+    }
+    write_json(out / "metrics.json", metrics)
+    log.info(
+        "%s on %s: test AUC %.4f, log loss %.4f (%s)",
+        cfg.model.kind, cfg.data.name, metrics["test"]["auc"], metrics["test"]["logloss"], out,
+    )
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def _hydra_entry(cfg: DictConfig) -> float:
+    try:
+        return float(train(cfg)["test"]["auc"])
+    except (ValueError, TypeError, KeyError, FileNotFoundError, OmegaConfBaseException) as err:
+        if os.environ.get("WIDEDEEP_DEBUG"):
+            raise
+        # A wrong config or input is the user's to fix: say what, not a page of traceback.
+        print(f"widedeep-train: error: {err}\n(set WIDEDEEP_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    _hydra_entry()
+
+
+def compose_config(overrides: list[str] | None = None, output_dir: str | None = None) -> DictConfig:
+    """The config ``widedeep-train`` would run, without the command line (tests, notebooks)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="widedeep.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides or []))
+    OmegaConf.set_struct(cfg, False)
+    cfg.output_dir = output_dir or "outputs/compose"
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+if __name__ == "__main__":
+    main()
