@@ -47,7 +47,9 @@ class ColumnarData:
         def matrix(cols: list[str], dtype: torch.dtype) -> Tensor:
             if not cols:
                 return torch.zeros(n, 0, dtype=dtype)
-            return torch.from_numpy(frame.select(cols).to_numpy(writable=True)).to(dtype).contiguous()
+            return (
+                torch.from_numpy(frame.select(cols).to_numpy(writable=True)).to(dtype).contiguous()
+            )
 
         bags = []
         for f in schema.bags:

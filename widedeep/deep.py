@@ -83,7 +83,9 @@ class DeepTower(nn.Module):
         names = {f.name for f in (*schema.categorical, *schema.bags)}
         unknown = sorted(set(overrides) - names)
         if unknown:
-            raise ValueError(f"embedding_dims names unknown fields {unknown}; fields: {sorted(names)}")
+            raise ValueError(
+                f"embedding_dims names unknown fields {unknown}; fields: {sorted(names)}"
+            )
         self.schema = schema
         dims = [overrides.get(f.name, embedding_dim) for f in schema.categorical]
         # Group single-valued fields by dimension: one table, one lookup per group.
@@ -118,8 +120,10 @@ class DeepTower(nn.Module):
         parts: list[Tensor] = []
         for k, table in enumerate(self.tables):
             # With a single group the fields are already in order: skip the copy.
-            ids = categorical if len(self.tables) == 1 else (
-                categorical.index_select(1, getattr(self, f"_group{k}"))
+            ids = (
+                categorical
+                if len(self.tables) == 1
+                else (categorical.index_select(1, getattr(self, f"_group{k}")))
             )  # (B, F_k)
             parts.append(table(ids).reshape(batch, -1))  # (B, F_k * D_k)
         for table, (values, offsets) in zip(self.bag_tables, bags or [], strict=True):

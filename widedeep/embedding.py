@@ -58,8 +58,8 @@ class FieldEmbedding(nn.Module):
         return int(self.offsets.numel())
 
     def rows(self, ids: Tensor) -> Tensor:
-        """(B, K) per-field ids -> (B, K) rows of the shared table."""
-        return torch.where(ids > 0, ids + self.offsets, 0)
+        """(B, K) ids of the first K fields -> (B, K) rows of the shared table."""
+        return torch.where(ids > 0, ids + self.offsets[: ids.shape[1]], 0)
 
     def forward(self, ids: Tensor) -> Tensor:
         """(B, K) ids -> (B, K, D) vectors."""
@@ -79,5 +79,7 @@ class FieldEmbedding(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return f"fields={self.num_fields}, rows={self.num_rows}, dim={self.weight.shape[1]}, " \
+        return (
+            f"fields={self.num_fields}, rows={self.num_rows}, dim={self.weight.shape[1]}, "
             f"sparse={self.sparse}"
+        )

@@ -33,10 +33,9 @@ def build_optimizer(
     params = list(params)
     if not params:
         raise ValueError(f"{who}: no parameters to optimize")
-    if name == "ftrl":
+    if name == "ftrl" and "lr" in settings:
         # FTRL names its learning rate alpha (McMahan et al. 2013).
-        if "lr" in settings:
-            settings["alpha"] = settings.pop("lr")
+        settings["alpha"] = settings.pop("lr")
     try:
         return OPTIMIZERS[name](params, **settings)
     except TypeError as err:

@@ -14,7 +14,9 @@ def predict_split(model: WideDeep, data: ColumnarData, batch_size: int = 8192) -
     """One row per example: row_id, label, wide_logit, deep_logit, logit (final)."""
     was_training = model.training
     model.eval()
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("row_id", "label", "wide", "deep", "logit")}
+    parts: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("row_id", "label", "wide", "deep", "logit")
+    }
     for batch in BatchLoader(data, batch_size):
         out = model.parts(**batch.inputs())
         parts["row_id"].append(batch.row_id)

@@ -21,16 +21,16 @@ def random_split(
     return {name: frame[np.sort(idx)] for name, idx in zip(names, parts, strict=True)}
 
 
-def time_split(frame: pl.DataFrame, ratios: Mapping[str, float], column: str) -> dict[str, pl.DataFrame]:
+def time_split(
+    frame: pl.DataFrame, ratios: Mapping[str, float], column: str
+) -> dict[str, pl.DataFrame]:
     """Oldest rows train, newest test: how a deployed recommender meets its data."""
     if column not in frame.columns:
         raise ValueError(f"time split: no column {column!r}; columns are {frame.columns}")
     names, weights = _check(ratios)
     ordered = frame.sort(column, maintain_order=True)
     bounds = [0, *np.round(np.cumsum(weights) * frame.height).astype(int)]
-    return {
-        name: ordered[bounds[k] : bounds[k + 1]] for k, name in enumerate(names)
-    }
+    return {name: ordered[bounds[k] : bounds[k + 1]] for k, name in enumerate(names)}
 
 
 def _check(ratios: Mapping[str, float]) -> tuple[list[str], np.ndarray]:

@@ -1,7 +1,7 @@
 """widedeep-train: a pure ``train(cfg)`` and the thin Hydra command line around it.
 
-    widedeep-train data=synthetic model=wide_deep optim=adam seed=1
-    widedeep-train -m model=wide,deep,wide_deep seed=0,1,2
+widedeep-train data=synthetic model=wide_deep optim=adam seed=1
+widedeep-train -m model=wide,deep,wide_deep seed=0,1,2
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key."""
 
 
-def _check(cfg: DictConfig, key: str, kind: type | tuple[type, ...], test=None, need: str = "") -> None:
+def _check(
+    cfg: DictConfig, key: str, kind: type | tuple[type, ...], test=None, need: str = ""
+) -> None:
     value = OmegaConf.select(cfg, key, throw_on_missing=True)
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ConfigError(f"{key}={value!r}: expected {names}")
     if test is not None and not test(value):
@@ -54,8 +56,13 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.deep.hidden={hidden}: expected a list of positive ints")
     _check(cfg, "trainer.max_epochs", int, *positive)
     _check(cfg, "trainer.patience", int, lambda v: v >= 0, "must be >= 0")
-    _check(cfg, "trainer.logger", str, lambda v: v in ("csv", "tensorboard", "none"),
-           "must be csv, tensorboard or none")
+    _check(
+        cfg,
+        "trainer.logger",
+        str,
+        lambda v: v in ("csv", "tensorboard", "none"),
+        "must be csv, tensorboard or none",
+    )
     for tower in ("wide", "deep"):
         _check(cfg, f"optim.{tower}.name", str)
         _check(cfg, f"optim.{tower}.lr", (int, float), *positive)
@@ -103,7 +110,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         dirpath=out / "checkpoints", filename="best", monitor="val/auc", mode="max", save_last=True
     )
     stopping = EarlyStopping(
-        monitor="val/auc", mode="max", patience=cfg.trainer.patience, min_delta=cfg.trainer.min_delta
+        monitor="val/auc",
+        mode="max",
+        patience=cfg.trainer.patience,
+        min_delta=cfg.trainer.min_delta,
     )
     trainer = pl.Trainer(
         max_epochs=cfg.trainer.max_epochs,
@@ -129,8 +139,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]
     test = trainer.test(module, datamodule=dm, verbose=False)[0]
     predictions = [
-        predict_split(module.model, dm.data.splits[split], cfg.data.eval_batch_size)
-        .with_columns(polars.lit(split).alias("split"))
+        predict_split(module.model, dm.data.splits[split], cfg.data.eval_batch_size).with_columns(
+            polars.lit(split).alias("split")
+        )
         for split in ("valid", "test")
     ]
     frame = predictions[0].vstack(predictions[1])
@@ -155,7 +166,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     write_json(out / "metrics.json", metrics)
     log.info(
         "%s on %s: test AUC %.4f, log loss %.4f (%s)",
-        cfg.model.kind, cfg.data.name, metrics["test"]["auc"], metrics["test"]["logloss"], out,
+        cfg.model.kind,
+        cfg.data.name,
+        metrics["test"]["auc"],
+        metrics["test"]["logloss"],
+        out,
     )
     return metrics
 
@@ -168,8 +183,10 @@ def _hydra_entry(cfg: DictConfig) -> float:
         if os.environ.get("WIDEDEEP_DEBUG"):
             raise
         # A wrong config or input is the user's to fix: say what, not a page of traceback.
-        print(f"widedeep-train: error: {err}\n(set WIDEDEEP_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        print(
+            f"widedeep-train: error: {err}\n(set WIDEDEEP_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 

@@ -23,15 +23,15 @@ import polars as pl
 @dataclass(frozen=True)
 class SyntheticConfig:
     n_rows: int = 300_000
-    n_users: int = 2_000
-    n_items: int = 1_000
+    n_users: int = 3_000
+    n_items: int = 1_500
     n_categories: int = 20
-    latent_dim: int = 4
-    affinity_scale: float = 1.0
+    latent_dim: int = 2
+    affinity_scale: float = 2.0
     n_exceptions: int = 400
-    exception_share: float = 0.15
+    exception_share: float = 0.10
     exception_effect: float = 3.0
-    zipf_exponent: float = 1.1
+    zipf_exponent: float = 0.9
     base_logit: float = -1.6
     seed: int = 0
 
@@ -40,7 +40,9 @@ class SyntheticConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"synthetic: {name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.exception_share < 1.0:
-            raise ValueError(f"synthetic: exception_share must be in [0, 1), got {self.exception_share}")
+            raise ValueError(
+                f"synthetic: exception_share must be in [0, 1), got {self.exception_share}"
+            )
         if self.n_exceptions > self.n_users * self.n_items:
             raise ValueError("synthetic: more exceptions than (user, item) pairs")
 
@@ -91,7 +93,9 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> pl.DataFrame:
     position = rng.integers(0, 5, n)
     noise = rng.normal(0.0, 1.0, n)
 
-    exc_index = np.array([exc_lookup.get(k, -1) for k in zip(user.tolist(), item.tolist(), strict=True)])
+    exc_index = np.array(
+        [exc_lookup.get(k, -1) for k in zip(user.tolist(), item.tolist(), strict=True)]
+    )
     is_exception = exc_index >= 0
     # (device, hour) exceptions: late-night tablets click far more, for instance.
     ctx_exception = np.zeros(n)

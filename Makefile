@@ -1,0 +1,38 @@
+# The two commands a fresh machine needs: `make demo` and `make test` (each sets itself up).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+export WIDEDEEP_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/widedeep-train -m experiment=demo model=wide,deep,wide_deep \
+		hydra.sweep.dir=outputs/demo trainer.progress_bar=false
+	$(BIN)/python -m widedeep.summary outputs/demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) outputs multirun build *.egg-info

@@ -1,0 +1,163 @@
+"""The towers as plain modules: shapes, gradients, padding and the one-hot equivalence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import random_batch
+
+from widedeep import DeepTower, FieldEmbedding, Schema, WideDeep, WideTower
+
+
+def one_hot_design(schema: Schema, batch) -> torch.Tensor:
+    """The wide tower's design matrix written out independently: one column per (field, id)."""
+    blocks = []
+    ids = torch.cat([batch.categorical, batch.crosses], 1)
+    for j, f in enumerate((*schema.categorical, *schema.crosses)):
+        block = torch.nn.functional.one_hot(ids[:, j], f.cardinality).double()
+        blocks.append(block[:, 1:])  # id 0 = missing has no column
+    for (values, offsets), f in zip(batch.bags, schema.bags, strict=True):
+        block = torch.zeros(len(batch), f.cardinality, dtype=torch.double)
+        ends = torch.cat([offsets[1:], torch.tensor([len(values)])])
+        for b in range(len(batch)):
+            for v in values[offsets[b] : ends[b]]:
+                block[b, v] += 1.0
+        blocks.append(block[:, 1:])
+    return torch.cat(blocks, 1)
+
+
+def test_towers_return_one_logit_per_row(schema):
+    batch = random_batch(schema, 32)
+    wide, deep = WideTower(schema, use_dense=True), DeepTower(schema, embedding_dim=4, hidden=(8,))
+    model = WideDeep(WideTower(schema, bias=False), DeepTower(schema, hidden=(8,), bias=False))
+    for module in (wide, deep, model):
+        assert module(**batch.inputs()).shape == (32,)
+    parts = model.parts(**batch.inputs())
+    torch.testing.assert_close(parts.logit, parts.wide + parts.deep + model.bias)
+
+
+def test_wide_tower_is_a_linear_model_over_the_one_hot_design(schema):
+    torch.manual_seed(0)
+    tower = WideTower(schema).double()
+    with torch.no_grad():
+        tower.weights.weight[1:].normal_()
+        tower.bias.fill_(0.3)
+    batch = random_batch(schema, 64, seed=1)
+    design = one_hot_design(schema, batch)
+    expected = design @ tower.weights.weight[1:, 0] + 0.3
+    torch.testing.assert_close(tower(**batch.inputs()), expected)
+
+
+def test_gradients_reach_both_towers(schema):
+    model = WideDeep(WideTower(schema, bias=False), DeepTower(schema, hidden=(8,), bias=False))
+    batch = random_batch(schema, 64)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        model(**batch.inputs()), batch.label
+    )
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_missing_ids_contribute_nothing(schema):
+    torch.manual_seed(0)
+    wide = WideTower(schema)
+    deep = DeepTower(schema, embedding_dim=4, hidden=(8,))
+    with torch.no_grad():
+        wide.weights.weight.normal_()  # even a non-zero padding row must be ignored
+        wide.bias.fill_(0.7)
+    batch = random_batch(schema, 16)
+    batch.categorical.zero_()
+    batch.crosses.zero_()
+    batch.bags = [(torch.zeros(5, dtype=torch.long), torch.tensor([0] * 15 + [0]))]
+    torch.testing.assert_close(wide(**batch.inputs()), torch.full((16,), 0.7))
+    # Deep: a row with every field missing looks like a row of zero embeddings.
+    embedded = deep.tables[0](batch.categorical)
+    assert torch.count_nonzero(embedded) == 0
+    loss = deep(**batch.inputs()).sum()
+    loss.backward()
+    assert torch.count_nonzero(deep.tables[0].weight.grad) == 0
+
+
+def test_fields_do_not_share_rows():
+    emb = FieldEmbedding([4, 3, 5], dim=1)
+    rows = emb.rows(torch.tensor([[1, 1, 1], [3, 2, 4]]))
+    assert rows.unique().numel() == 6 and rows.max() == emb.num_rows - 1
+    assert emb.num_rows == 1 + 3 + 2 + 4
+
+
+def test_per_field_embedding_dims_and_grouping(schema):
+    deep = DeepTower(schema, embedding_dim=4, embedding_dims={"user": 6}, hidden=(8,))
+    assert sorted(t.weight.shape[1] for t in deep.tables) == [4, 6]
+    assert deep.mlp[0].in_features == 6 + 4 + 4 + 4 + schema.num_dense  # user, item, device, bag
+    with pytest.raises(ValueError, match="unknown fields"):
+        DeepTower(schema, embedding_dims={"nope": 3})
+
+
+def test_sparse_tables_give_sparse_gradients(schema):
+    wide = WideTower(schema, sparse=True)
+    batch = random_batch(schema, 8)
+    wide(**batch.inputs()).sum().backward()
+    assert wide.weights.weight.grad.is_sparse
+
+
+def test_bad_settings_are_named():
+    from widedeep import CategoricalField
+
+    with pytest.raises(ValueError, match="cardinality"):
+        CategoricalField("user", 1)
+    with pytest.raises(ValueError, match="unknown fields"):
+        Schema(crosses=(__import__("widedeep").CrossField("x", 5, fields=("a", "b")),))
+    with pytest.raises(ValueError, match="activation"):
+        DeepTower(Schema(dense=("a",)), activation="nope")
+    with pytest.raises(ValueError, match="needs a wide tower"):
+        WideDeep()
+
+
+def test_wide_tower_trained_to_convergence_equals_logistic_regression():
+    """Same one-hot design, same L2 penalty: the optimum must be sklearn's, coefficient for
+    coefficient. sklearn minimises 0.5*|w|^2 + C*sum(loss); dividing by C*n gives
+    mean(loss) + |w|^2 / (2*C*n), which is what we minimise here with L-BFGS in float64.
+    Tolerance 1e-4: both solvers converge to ~1e-8 gradient norm on a strictly convex problem."""
+    from sklearn.linear_model import LogisticRegression
+
+    from widedeep import CategoricalField, CrossField
+
+    schema = Schema(
+        categorical=(CategoricalField("a", 6), CategoricalField("b", 5)),
+        crosses=(CrossField("a_x_b", 14, fields=("a", "b")),),
+    )
+    n, C = 3000, 0.5
+    batch = random_batch(schema, n, seed=3)
+    design = one_hot_design(schema, batch)
+    true_w = torch.randn(design.shape[1], generator=torch.Generator().manual_seed(4)).double()
+    prob = torch.sigmoid(design @ true_w - 0.5)
+    batch.label = torch.bernoulli(prob, generator=torch.Generator().manual_seed(5)).float()
+
+    sk = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(
+        design.numpy(), batch.label.numpy()
+    )
+
+    tower = WideTower(schema).double()
+    label = batch.label.double()
+    opt = torch.optim.LBFGS(
+        tower.parameters(),
+        max_iter=500,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-14,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(tower(**batch.inputs()), label)
+        loss = loss + tower.weights.weight[1:].pow(2).sum() / (2 * C * n)
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        opt.step(closure)
+    ours = tower.weights.weight.detach()[1:, 0].numpy()
+    torch.testing.assert_close(torch.tensor(ours), torch.tensor(sk.coef_[0]), atol=1e-4, rtol=0)
+    assert abs(tower.bias.item() - sk.intercept_[0]) < 1e-4
