@@ -95,7 +95,7 @@ def test_per_field_embedding_dims_and_grouping(schema):
 
 
 def test_sparse_tables_give_sparse_gradients(schema):
-    wide = WideTower(schema, sparse=True)
+    wide = WideTower(schema, sparse_min_rows=0)
     batch = random_batch(schema, 8)
     wide(**batch.inputs()).sum().backward()
     assert wide.weights.weight.grad.is_sparse

@@ -63,7 +63,7 @@ class DeepTower(nn.Module):
         hidden: MLP hidden sizes, e.g. (400, 400, 400).
         activation, dropout, batch_norm: MLP options.
         bias: whether the output layer has a bias; off when a `WideDeep` holds the shared one.
-        sparse: sparse gradients for the embedding tables.
+        sparse_min_rows: sparse gradients for embedding tables of at least this many rows.
     """
 
     def __init__(
@@ -76,7 +76,7 @@ class DeepTower(nn.Module):
         dropout: float = 0.0,
         batch_norm: bool = False,
         bias: bool = True,
-        sparse: bool = False,
+        sparse_min_rows: int | None = None,
     ) -> None:
         super().__init__()
         overrides = dict(embedding_dims or {})
@@ -95,11 +95,11 @@ class DeepTower(nn.Module):
             members = [i for i, d in enumerate(dims) if d == dim]
             self.groups.append(members)
             cards = [schema.categorical[i].cardinality for i in members]
-            self.tables.append(FieldEmbedding(cards, dim, sparse=sparse))
+            self.tables.append(FieldEmbedding(cards, dim, sparse_min_rows))
         for k, members in enumerate(self.groups):
             self.register_buffer(f"_group{k}", torch.tensor(members), persistent=False)
         self.bag_tables = nn.ModuleList(
-            FieldEmbedding([f.cardinality], overrides.get(f.name, embedding_dim), sparse=sparse)
+            FieldEmbedding([f.cardinality], overrides.get(f.name, embedding_dim), sparse_min_rows)
             for f in schema.bags
         )
         in_dim = sum(dims) + sum(t.weight.shape[1] for t in self.bag_tables) + schema.num_dense

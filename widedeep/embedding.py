@@ -22,12 +22,18 @@ class FieldEmbedding(nn.Module):
     Args:
         cardinalities: ids per field, reserved ids included.
         dim: D, the embedding dimension (1 for a wide tower's weights).
-        sparse: produce sparse gradients (for large tables with FTRL / SparseAdam / AdaGrad).
+        sparse_min_rows: produce sparse gradients when the table has at least this many rows
+            (None: never; 0: always). A dense optimizer step touches every row of a table each
+            step; with sparse gradients, FTRL / SparseAdam / AdaGrad touch only the batch's rows.
         init_std: std of the normal init; 0 starts at zero (a linear model's usual start).
     """
 
     def __init__(
-        self, cardinalities: Sequence[int], dim: int, sparse: bool = False, init_std: float = 0.01
+        self,
+        cardinalities: Sequence[int],
+        dim: int,
+        sparse_min_rows: int | None = None,
+        init_std: float = 0.01,
     ) -> None:
         super().__init__()
         if dim < 1:
@@ -41,7 +47,7 @@ class FieldEmbedding(nn.Module):
         self.register_buffer("cardinalities", cards, persistent=False)
         self.num_rows = int(1 + (cards - 1).sum())
         self.weight = nn.Parameter(torch.empty(self.num_rows, dim))
-        self.sparse = sparse
+        self.sparse = sparse_min_rows is not None and self.num_rows >= sparse_min_rows
         self.init_std = init_std
         self.reset_parameters()
 

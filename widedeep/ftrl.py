@@ -63,7 +63,8 @@ class FTRL(torch.optim.Optimizer):
         for name, value in (("beta", beta), ("l1", l1), ("l2", l2)):
             if not value >= 0:
                 raise ValueError(f"FTRL: {name} must be >= 0, got {name}={value!r}")
-        super().__init__(params, {"alpha": alpha, "beta": beta, "l1": l1, "l2": l2})
+        # Stored as "lr" so that learning-rate schedulers and monitors see FTRL's alpha.
+        super().__init__(params, {"lr": alpha, "beta": beta, "l1": l1, "l2": l2})
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -74,7 +75,7 @@ class FTRL(torch.optim.Optimizer):
                 loss = closure()
 
         for group in self.param_groups:
-            alpha, beta, l1, l2 = group["alpha"], group["beta"], group["l1"], group["l2"]
+            alpha, beta, l1, l2 = group["lr"], group["beta"], group["l1"], group["l2"]
             for p in group["params"]:
                 if p.grad is None:
                     continue

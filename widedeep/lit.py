@@ -14,9 +14,10 @@ from torchmetrics.classification import BinaryAUROC
 
 from .batch import Batch
 from .deep import DeepTower
+from .embedding import FieldEmbedding
 from .features import Schema
 from .model import WideDeep
-from .optim import build_optimizer
+from .optim import SPARSE_CAPABLE, build_optimizer, build_scheduler
 from .wide import WideTower
 
 KINDS = ("wide", "deep", "wide_deep")
@@ -89,11 +90,38 @@ class WideDeepModule(pl.LightningModule):
         groups["wide" if "wide" in groups else "deep"].append(self.model.bias)
         return groups
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [
-            build_optimizer(params, self.optim_cfg[tower], who=f"optim.{tower}")
-            for tower, params in self.tower_parameters().items()
-        ]
+    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
+        sparse = {
+            id(m.weight) for m in self.model.modules() if isinstance(m, FieldEmbedding) and m.sparse
+        }
+        optimizers = []
+        for tower, params in self.tower_parameters().items():
+            settings, who = dict(self.optim_cfg[tower]), f"optim.{tower}"
+            sparse_params = [p for p in params if id(p) in sparse]
+            dense_params = [p for p in params if id(p) not in sparse]
+            name = settings.get("name")
+            if sparse_params and name not in SPARSE_CAPABLE:
+                raise ValueError(
+                    f"{who}: {name!r} cannot take the sparse gradients of model.{tower}'s "
+                    f"tables (sparse_min_rows); use one of {sorted(SPARSE_CAPABLE)}"
+                )
+            if name == "sparse_adam":
+                if not sparse_params:
+                    raise ValueError(
+                        f"{who}: sparse_adam needs sparse tables in model.{tower} "
+                        "(set model.{tower}.sparse_min_rows)"
+                    )
+                # SparseAdam takes sparse gradients only: the tower's dense parameters (MLP,
+                # bias) get Adam with the same settings.
+                optimizers.append(build_optimizer(sparse_params, settings, who))
+                if dense_params:
+                    optimizers.append(
+                        build_optimizer(dense_params, {**settings, "name": "adam"}, who)
+                    )
+            else:
+                optimizers.append(build_optimizer(params, settings, who))
+        schedulers = [build_scheduler(opt, self.optim_cfg.get("scheduler")) for opt in optimizers]
+        return optimizers, [s for s in schedulers if s is not None]
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         start = time.perf_counter()
@@ -117,6 +145,22 @@ class WideDeepModule(pl.LightningModule):
         self.train_time += time.perf_counter() - start
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        # Manual optimization: the schedulers are ours to step. Stepping at the start of every
+        # epoch after the first (not at its end, which comes after the checkpoint is written)
+        # keeps a run resumed from a checkpoint on the same schedule as an uninterrupted one.
+        if self.current_epoch == 0:
+            return
+        schedulers = self.lr_schedulers() or []
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            scheduler.step()
+
+    def on_train_epoch_end(self) -> None:
+        if self.model.wide is not None:
+            nonzero = self.model.wide.num_nonzero()
+            self.log("wide/nonzero", float(nonzero))
+            self.log("wide/nonzero_share", nonzero / max(1, self.model.wide.num_weights()))
 
     # -- evaluation ----------------------------------------------------------------------------
 

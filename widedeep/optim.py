@@ -40,3 +40,26 @@ def build_optimizer(
         return OPTIMIZERS[name](params, **settings)
     except TypeError as err:
         raise ValueError(f"{who}: bad settings {settings} for {name}: {err}") from None
+
+
+SCHEDULERS: dict[str, type] = {
+    "step": torch.optim.lr_scheduler.StepLR,
+    "exponential": torch.optim.lr_scheduler.ExponentialLR,
+    "cosine": torch.optim.lr_scheduler.CosineAnnealingLR,
+}
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, settings: Mapping[str, Any] | None
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """A per-epoch learning-rate schedule, ``{name: step, step_size: 2, gamma: 0.5}``, or None."""
+    if not settings or not settings.get("name"):
+        return None
+    settings = dict(settings)
+    name = settings.pop("name")
+    if name not in SCHEDULERS:
+        raise ValueError(f"optim.scheduler: unknown {name!r}; choose from {sorted(SCHEDULERS)}")
+    try:
+        return SCHEDULERS[name](optimizer, **settings)
+    except TypeError as err:
+        raise ValueError(f"optim.scheduler: bad settings {settings} for {name}: {err}") from None

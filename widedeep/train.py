@@ -107,7 +107,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
     )
     checkpoint = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val/auc", mode="max", save_last=True
+        dirpath=out / "checkpoints",
+        filename="best",
+        monitor="val/auc",
+        mode="max",
+        enable_version_counter=False,
+    )
+    # A separate callback for the latest state: Lightning's save_last only writes when the
+    # monitored metric improved, and resuming needs the latest epoch, improved or not.
+    latest = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="last", enable_version_counter=False
     )
     stopping = EarlyStopping(
         monitor="val/auc",
@@ -126,7 +135,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         enable_progress_bar=cfg.trainer.progress_bar,
         enable_model_summary=False,
         logger=_logger(cfg.trainer.logger, out),
-        callbacks=[checkpoint, stopping],
+        callbacks=[checkpoint, latest, stopping],
         default_root_dir=out,
     )
     fit_start = time.perf_counter()

@@ -24,11 +24,17 @@ class WideTower(nn.Module):
         schema: the dataset's fields; every categorical field, cross and bag gets weights.
         use_dense: add a linear term on the dense features (off in the paper's wide part).
         bias: own a bias; off when a `WideDeep` holds the shared one.
-        sparse: sparse gradients for the weight table (FTRL, SparseAdam, sparse AdaGrad).
+        sparse_min_rows: sparse gradients for the weight table when it has at least this many
+            rows (None: never). Needs an optimizer that takes them (FTRL, AdaGrad, SGD,
+            SparseAdam).
     """
 
     def __init__(
-        self, schema: Schema, use_dense: bool = False, bias: bool = True, sparse: bool = False
+        self,
+        schema: Schema,
+        use_dense: bool = False,
+        bias: bool = True,
+        sparse_min_rows: int | None = None,
     ) -> None:
         super().__init__()
         self.schema = schema
@@ -38,7 +44,10 @@ class WideTower(nn.Module):
         self.num_single = len(schema.categorical) + len(schema.crosses)
         # A linear model starts from zero: every weight is then the data's doing.
         self.weights = FieldEmbedding(
-            [f.cardinality for f in spaces] or [2], dim=1, sparse=sparse, init_std=0.0
+            [f.cardinality for f in spaces] or [2],
+            dim=1,
+            sparse_min_rows=sparse_min_rows,
+            init_std=0.0,
         )
         self.dense = nn.Linear(schema.num_dense, 1, bias=False) if use_dense else None
         if self.dense is not None:
@@ -61,6 +70,11 @@ class WideTower(nn.Module):
         if self.bias is not None:
             logit = logit + self.bias
         return logit
+
+    def num_weights(self) -> int:
+        """Learnable weights: one per id of every field, cross and bag, plus the dense term."""
+        count = self.weights.num_rows - 1
+        return count + (self.dense.weight.numel() if self.dense is not None else 0)
 
     def num_nonzero(self) -> int:
         """Non-zero weights: the size of a wide model trained with L1 (padding row excluded)."""
