@@ -1,0 +1,274 @@
+"""download_dataset against a loopback HTTP server and file:// URLs (never the internet)."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import http.server
+import io
+import re
+import threading
+import zipfile
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from widedeep import download
+from widedeep.download import (
+    SOURCES,
+    ChecksumError,
+    Derived,
+    DownloadError,
+    ManualDownloadRequired,
+    RemoteFile,
+    Source,
+    download_dataset,
+)
+
+SHARED = Path("/work/shared/datasets")
+PAYLOAD = b"label,user,item\n" + b"".join(b"%d,u%d,i%d\n" % (i % 2, i, i % 7) for i in range(500))
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def _toy(monkeypatch, *files: RemoteFile, automated: bool = True) -> None:
+    """Register a test-only dataset 'toy' (the URLs are never used: base_url replaces them)."""
+    source = Source(
+        title="toy", homepage="https://example.invalid/toy", files=files, automated=automated,
+        why="test", terms="test terms", provides="test", manual="put it in {root}/toy",
+    )
+    monkeypatch.setitem(SOURCES, "toy", source)
+
+
+def _file(target: str = "toy/data.csv", **kw) -> RemoteFile:
+    return RemoteFile(url="https://example.invalid/toy/" + Path(target).name, target=target, **kw)
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.rglob(".*") if p.is_file())
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A directory and a 127.0.0.1 HTTP server for it on an ephemeral port (stops itself)."""
+    directory = tmp_path / "served"
+    directory.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=directory))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    watchdog = threading.Timer(60, server.shutdown)  # bounded even if teardown never runs
+    watchdog.start()
+    yield directory, f"http://127.0.0.1:{server.server_address[1]}"
+    watchdog.cancel()
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize("scheme", ["http", "file"])
+def test_good_checksum_downloads_and_verifies(served, tmp_path, monkeypatch, scheme):
+    directory, http_url = served
+    (directory / "data.csv").write_bytes(PAYLOAD)
+    _toy(monkeypatch, _file(sha256=SHA, size=len(PAYLOAD)))
+    base = http_url if scheme == "http" else directory.as_uri()
+    root = tmp_path / "root"
+    paths = download_dataset("toy", root, base_url=base)
+    assert paths == [root / "toy" / "data.csv"]
+    assert paths[0].read_bytes() == PAYLOAD
+    assert _leftovers(root) == []
+
+
+def test_bad_checksum_raises_and_leaves_no_file(served, tmp_path, monkeypatch):
+    directory, base = served
+    (directory / "data.csv").write_bytes(PAYLOAD)
+    _toy(monkeypatch, _file(sha256="0" * 64))
+    root = tmp_path / "root"
+    with pytest.raises(ChecksumError) as err:
+        download_dataset("toy", root, base_url=base)
+    message = str(err.value)
+    assert "data.csv" in message and "0" * 64 in message and SHA in message
+    assert not (root / "toy" / "data.csv").exists()
+    assert _leftovers(root) == []
+
+
+def test_md5_is_checked_when_no_sha256(served, tmp_path, monkeypatch):
+    directory, base = served
+    (directory / "data.csv").write_bytes(PAYLOAD)
+    _toy(monkeypatch, _file(md5="f" * 32))
+    with pytest.raises(ChecksumError, match="expected md5"):
+        download_dataset("toy", tmp_path / "root", base_url=base)
+
+
+def test_present_file_is_skipped_and_a_corrupt_one_replaced(tmp_path, monkeypatch):
+    _toy(monkeypatch, _file(sha256=SHA))
+    root = tmp_path / "root"
+    target = root / "toy" / "data.csv"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(PAYLOAD)
+    nowhere = (tmp_path / "empty").as_uri()  # fetching anything from here would fail
+    assert download_dataset("toy", root, base_url=nowhere) == [target]
+    with pytest.raises(DownloadError, match="cannot fetch"):
+        download_dataset("toy", root, base_url=nowhere, force=True)
+    assert target.read_bytes() == PAYLOAD  # a failed forced download leaves the file alone
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "data.csv").write_bytes(PAYLOAD)
+    target.write_bytes(b"truncated")
+    download_dataset("toy", root, base_url=mirror.as_uri())
+    assert target.read_bytes() == PAYLOAD
+
+
+def test_http_404_is_a_clear_error(served, tmp_path, monkeypatch):
+    _, base = served
+    _toy(monkeypatch, _file(sha256=SHA))
+    with pytest.raises(DownloadError, match=r"cannot fetch .*/data\.csv: HTTP Error 404"):
+        download_dataset("toy", tmp_path / "root", base_url=base)
+
+
+def test_zip_is_unpacked(served, tmp_path, monkeypatch):
+    directory, base = served
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("pack/a.csv", PAYLOAD)
+        zf.writestr("pack/sub/b.txt", b"hello\n")
+    (directory / "pack.zip").write_bytes(buffer.getvalue())
+    sha = hashlib.sha256(buffer.getvalue()).hexdigest()
+    _toy(monkeypatch, _file("toy/pack.zip", sha256=sha, unpack="zip"))
+    root = tmp_path / "root"
+    paths = download_dataset("toy", root, base_url=base)
+    assert paths == [root / "toy/pack.zip", root / "toy/pack/a.csv", root / "toy/pack/sub/b.txt"]
+    assert paths[1].read_bytes() == PAYLOAD and paths[2].read_text() == "hello\n"
+    assert _leftovers(root) == []
+
+
+def test_gz_is_unpacked_and_unsafe_zip_refused(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "data.csv.gz").write_bytes(gzip.compress(PAYLOAD))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("../evil.txt", b"x")
+    (mirror / "evil.zip").write_bytes(buffer.getvalue())
+    _toy(monkeypatch, _file("toy/data.csv.gz", unpack="gz"))
+    root = tmp_path / "root"
+    assert download_dataset("toy", root, base_url=mirror.as_uri())[-1].read_bytes() == PAYLOAD
+
+    _toy(monkeypatch, _file("toy/evil.zip", unpack="zip"))
+    with pytest.raises(DownloadError, match="unsafe member"):
+        download_dataset("toy", root, base_url=mirror.as_uri())
+    assert not (tmp_path / "evil.txt").exists() and not (root / "evil.txt").exists()
+
+
+def test_derived_files_are_built_checked_and_kept(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "data.libfm").write_bytes(PAYLOAD.replace(b"\n", b"\r\n"))
+    lf = download._lf("toy/data.libfm")
+    monkeypatch.setitem(SOURCES, "toy", Source(
+        title="toy", homepage="", files=(_file("toy/data.libfm"),), automated=True, why="",
+        terms="", provides="", derived=(Derived("toy/x1/data.libfm", lf, SHA),
+                                         Derived("toy/x1/unchecked.libfm", lf)),
+    ))
+    root = tmp_path / "root"
+    paths = download_dataset("toy", root, base_url=mirror.as_uri())
+    assert paths[1:] == [root / "toy/x1/data.libfm", root / "toy/x1/unchecked.libfm"]
+    assert paths[1].read_bytes() == PAYLOAD
+    paths[2].write_bytes(b"kept")  # no checksum: an existing file is kept unless forced
+    download_dataset("toy", root, base_url=mirror.as_uri())
+    assert paths[2].read_bytes() == b"kept"
+    download_dataset("toy", root, base_url=mirror.as_uri(), force=True)
+    assert paths[2].read_bytes() == PAYLOAD
+
+    bad = Derived("toy/x1/bad.libfm", lf, "0" * 64)
+    monkeypatch.setitem(SOURCES, "toy", dataclasses.replace(SOURCES["toy"], derived=(bad,)))
+    with pytest.raises(ChecksumError, match="bad.libfm"):
+        download_dataset("toy", root, base_url=mirror.as_uri())
+    assert not (root / "toy/x1/bad.libfm").exists() and _leftovers(root) == []
+
+
+def test_manual_only_dataset_gives_instructions(tmp_path):
+    with pytest.raises(ManualDownloadRequired) as err:
+        download_dataset("criteo", tmp_path)
+    text = err.value.instructions
+    assert "by hand" in text and "criteo.com" in text
+    assert str(tmp_path / "criteo" / "criteo_dac_train_first10k.txt") in text
+    assert SOURCES["criteo"].files[0].sha256 in text
+    assert list(tmp_path.iterdir()) == []  # nothing fetched, nothing created
+    with pytest.raises(ManualDownloadRequired, match="Kaggle"):
+        download_dataset("avazu", tmp_path)
+
+
+def test_manual_dataset_already_in_place_is_accepted(tmp_path, monkeypatch):
+    _toy(monkeypatch, _file(sha256=SHA), automated=False)
+    with pytest.raises(ManualDownloadRequired, match=re.escape(str(tmp_path / "toy"))):
+        download_dataset("toy", tmp_path)
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "data.csv").write_bytes(PAYLOAD)
+    assert download_dataset("toy", tmp_path) == [tmp_path / "toy" / "data.csv"]
+
+
+def test_unknown_dataset_names_the_known_ones(tmp_path):
+    with pytest.raises(ValueError, match="known: adult, avazu, criteo, frappe, movielens"):
+        download_dataset("nope", tmp_path)
+
+
+def test_registry_entries_are_well_formed():
+    assert set(SOURCES) == {"criteo", "avazu", "frappe", "movielens", "adult"}
+    assert not SOURCES["criteo"].automated and not SOURCES["avazu"].automated
+    for name, source in SOURCES.items():
+        assert source.terms and source.why and source.provides, name
+        assert source.automated or source.manual, name
+        for f in source.files:
+            assert not Path(f.target).is_absolute() and ".." not in Path(f.target).parts
+            assert f.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", f.sha256), f.target
+            assert f.unpack in (None, "zip", "tar.gz", "gz")
+
+
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="no shared dataset copies here")
+
+
+@needs_shared
+def test_registry_checksums_match_the_shared_copies():
+    """Every checksum transcribed from the shared README matches the shared file it names."""
+    checked = 0
+    for source in SOURCES.values():
+        for target, sha in [(f.target, f.sha256) for f in source.files] + [
+            (d.target, d.sha256) for d in source.derived
+        ]:
+            if sha and (SHARED / target).is_file():
+                assert download.file_digests(SHARED / target)[0] == sha, target
+                checked += 1
+    assert checked >= 9
+
+
+@needs_shared
+def test_frappe_feature_map_is_rebuilt_from_the_raw_logs(tmp_path):
+    raw = tmp_path / "frappe/raw/Mobile_Frappe/frappe/frappe.csv"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(gzip.decompress((SHARED / "frappe/raw/frappe.csv.gz").read_bytes()))
+    (item,) = [d for d in SOURCES["frappe"].derived if d.target.endswith("feature_map.tsv")]
+    assert hashlib.sha256(item.build(tmp_path)).hexdigest() == item.sha256
+
+
+@needs_shared
+def test_movielens_text_files_convert_to_the_readers_parquet(tmp_path):
+    """GroupLens-format files written from the shared tables convert back to equal tables."""
+    import polars as pl
+
+    folder = tmp_path / "movielens100k/ml-100k"
+    folder.mkdir(parents=True)
+    for table, name in (("data", "u.data"), ("items", "u.item"), ("users", "u.user")):
+        frame = pl.read_parquet(SHARED / f"movielens100k/{table}.parquet")
+        text = frame.write_csv(separator="\t" if name == "u.data" else "|", include_header=False,
+                               quote_style="never")
+        (folder / name).write_bytes(text.encode("latin-1"))
+        built = download._movielens_parquet(name)(tmp_path)
+        assert pl.read_parquet(io.BytesIO(built)).equals(frame), name
