@@ -55,7 +55,7 @@ def _zipf_probs(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray
 
 def generate(cfg: SyntheticConfig = SyntheticConfig()) -> pl.DataFrame:
     """Rows: user, item, category, hour, device, position (ints), price, activity, noise
-    (floats), label (0/1), true_logit, is_exception."""
+    (floats), label (0/1), true_logit, is_exception, exception_effect (0 off exceptions)."""
     rng = np.random.default_rng(cfg.seed)
     n = cfg.n_rows
     user_p = _zipf_probs(cfg.n_users, cfg.zipf_exponent, rng)
@@ -97,6 +97,7 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> pl.DataFrame:
         [exc_lookup.get(k, -1) for k in zip(user.tolist(), item.tolist(), strict=True)]
     )
     is_exception = exc_index >= 0
+    effect = np.where(is_exception, exc_effect[np.maximum(exc_index, 0)], 0.0)
     # (device, hour) exceptions: late-night tablets click far more, for instance.
     ctx_exception = np.zeros(n)
     ctx_exception[(device == 2) & (hour < 5)] = 1.5
@@ -111,7 +112,7 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> pl.DataFrame:
         + position_effect[position]
         - 0.3 * (np.log(item_price[item]) - 3.0)
         + 0.2 * (user_activity[user] - 2.0)
-        + np.where(is_exception, exc_effect[np.maximum(exc_index, 0)], 0.0)
+        + effect
         + ctx_exception
     )
     label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
@@ -129,5 +130,6 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> pl.DataFrame:
             "label": label,
             "true_logit": logit,
             "is_exception": is_exception,
+            "exception_effect": effect,
         }
     )
