@@ -74,15 +74,17 @@ def test_resume_restores_both_optimizers_exactly(tmp_path):
 def test_scheduler_and_l1_sparsity(tmp_path):
     sched = "optim.scheduler={name: step, step_size: 1, gamma: 0.5}"
     common = [*TINY, "optim=paper", "model=wide", "trainer.max_epochs=2"]
-    strong = train(compose_config([*common, "optim.wide.l1=5.0", sched],
-                                  str(tmp_path / "l1")))
+    cfg = compose_config([*common, "optim.wide.l1=0.05", sched], str(tmp_path / "l1"))
+    strong = train(cfg)
     none = train(compose_config([*common, "optim.wide.l1=0.0"], str(tmp_path / "nol1")))
     # L1 in FTRL leaves weights exactly zero: far fewer non-zero weights than without it.
     assert strong["params"]["wide_nonzero"] < 0.5 * none["params"]["wide_nonzero"], (
-        strong["params"], none["params"])
+        strong["params"],
+        none["params"],
+    )
     ckpt = torch.load(tmp_path / "l1/checkpoints/last.ckpt", weights_only=True)
     # Stepped once per epoch after the first: the second epoch ran at half the rate.
     lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
-    assert lr == pytest.approx(0.05 * 0.5)
+    assert lr == pytest.approx(cfg.optim.wide.lr * 0.5)
     logged = json.loads((tmp_path / "l1/metrics.json").read_text())
     assert logged["params"]["wide_nonzero"] == strong["params"]["wide_nonzero"]
