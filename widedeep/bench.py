@@ -17,7 +17,6 @@ import copy
 import json
 import logging
 import math
-import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -306,19 +305,12 @@ def bench(cfg: Any) -> Path:
 
 
 def _hydra_entry(cfg: Any) -> None:
-    from omegaconf.errors import OmegaConfBaseException
+    from .errors import report_user_error
 
     try:
-        out = bench(cfg)
-        print(f"widedeep-bench: results in {out}")
-    except (ValueError, TypeError, KeyError, FileNotFoundError, OmegaConfBaseException) as err:
-        if os.environ.get("WIDEDEEP_DEBUG"):
-            raise
-        print(
-            f"widedeep-bench: error: {err}\n(set WIDEDEEP_DEBUG=1 for the traceback)",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+        print(f"widedeep-bench: results in {bench(cfg)}")
+    except Exception as err:
+        sys.exit(report_user_error("widedeep-bench", err))
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .download import SOURCES, DownloadError, ManualDownloadRequired, download_dataset, get_source
+from .download import SOURCES, ManualDownloadRequired, download_dataset, get_source
+from .errors import report_user_error
 
 PROG = "widedeep-data"
 
@@ -166,21 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _info(args.overrides)
     except Exception as err:
-        from hydra.errors import HydraException
-        from omegaconf.errors import OmegaConfBaseException
-
-        expected = (ValueError, KeyError, TypeError, OSError, DownloadError, HydraException,
-                    OmegaConfBaseException)
-        if os.environ.get("WIDEDEEP_DEBUG") or not isinstance(err, expected):
-            raise
-        # Hydra appends its config search path: noise for someone who mistyped a name.
-        text = str(err).split("Config search path")[0]
-        message = " ".join(text.split()) or type(err).__name__
-        if isinstance(err, ManualDownloadRequired):
+        if isinstance(err, ManualDownloadRequired) and not os.environ.get("WIDEDEEP_DEBUG"):
             print(err.instructions, file=sys.stderr)
-            message = f"{err.name} must be downloaded by hand (instructions above)"
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
+            err = ValueError(f"{err.name} must be downloaded by hand (instructions above)")
+        return report_user_error(PROG, err)
     return 0
 
 

@@ -7,7 +7,6 @@ widedeep-train -m model=wide,deep,wide_deep seed=0,1,2
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,8 +16,8 @@ import hydra
 import polars
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
+from .errors import report_user_error
 from .io import atomic_write, write_json
 
 log = logging.getLogger("widedeep")
@@ -188,15 +187,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _hydra_entry(cfg: DictConfig) -> float:
     try:
         return float(train(cfg)["test"]["auc"])
-    except (ValueError, TypeError, KeyError, FileNotFoundError, OmegaConfBaseException) as err:
-        if os.environ.get("WIDEDEEP_DEBUG"):
-            raise
-        # A wrong config or input is the user's to fix: say what, not a page of traceback.
-        print(
-            f"widedeep-train: error: {err}\n(set WIDEDEEP_DEBUG=1 for the traceback)",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+    except Exception as err:
+        sys.exit(report_user_error("widedeep-train", err))
 
 
 def main() -> None:

@@ -1,0 +1,28 @@
+"""How the command-line tools report a user's mistake: one line naming it, exit code 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Wrong config values, missing or malformed files, bad overrides: the user's to fix.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError, OSError)
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return (*USER_ERRORS, HydraException, OmegaConfBaseException)
+
+
+def report_user_error(prog: str, err: BaseException) -> int:
+    """Print ``prog: error: message`` and return 2; re-raise bugs and, under WIDEDEEP_DEBUG,
+    everything (for the traceback)."""
+    if os.environ.get("WIDEDEEP_DEBUG") or not isinstance(err, user_error_types()):
+        raise err
+    # Hydra appends its config search path: noise for someone who mistyped a name.
+    text = str(err).split("Config search path")[0]
+    message = " ".join(text.split()) or type(err).__name__
+    print(f"{prog}: error: {message} (WIDEDEEP_DEBUG=1 shows the traceback)", file=sys.stderr)
+    return 2
