@@ -84,4 +84,6 @@ def test_download_defaults_to_the_data_dir_env(tmp_path, monkeypatch, capsys):
     assert data_cli.main(["download", "criteo"]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "criteo" / "criteo_dac_train_first10k.txt") in err
-    assert _error_line(err).endswith("criteo must be downloaded by hand (instructions above)")
+    assert _error_line(err).startswith(
+        "widedeep-data: error: criteo must be downloaded by hand (instructions above)"
+    )
