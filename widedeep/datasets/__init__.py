@@ -11,6 +11,11 @@ from typing import Any
 
 import polars as pl
 
+from .adult import read_adult
+from .avazu import read_avazu
+from .criteo import read_criteo
+from .libfm import read_libfm
+from .movielens import read_movielens
 from .synthetic import SyntheticConfig, generate
 
 Reader = Callable[[Mapping[str, Any], Path], "pl.DataFrame | dict[str, pl.DataFrame]"]
@@ -20,4 +25,11 @@ def read_synthetic(cfg: Mapping[str, Any], root: Path) -> pl.DataFrame:
     return generate(SyntheticConfig(**dict(cfg.get("generator") or {})))
 
 
-READERS: dict[str, Reader] = {"synthetic": read_synthetic}
+READERS: dict[str, Reader] = {
+    "synthetic": read_synthetic,
+    "criteo": read_criteo,
+    "avazu": read_avazu,
+    "frappe": read_libfm,
+    "movielens": read_movielens,
+    "adult": read_adult,
+}

@@ -1,0 +1,238 @@
+"""What every reader shares: finding a file, its data lines with 1-based line numbers, splitting
+them into fields, vectorised checks, and the bad-row policy.
+
+``on_bad_rows: error`` (the default) stops at the first bad row with a `BadInputError` naming the
+file, the line and an excerpt; ``on_bad_rows: skip`` drops bad rows, logs them on the
+``widedeep`` logger and counts them. Whoever needs the counts (the pipeline, for the run
+manifest) wraps the reader call in `collect_bad_rows`, which returns ``{file: rows skipped}`` for
+every file read inside it, so reader signatures stay ``read_X(cfg, root)``.
+
+Parsing is vectorised polars string operations (no Python loop over lines), on the whole file
+in memory: fine up to some GB, not for a whole Criteo 1TB day file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+log = logging.getLogger("widedeep")
+
+ON_BAD_ROWS = ("error", "skip")
+# The policy for files whose bad rows cannot be skipped (a feature map, a side table).
+STRICT = "strict"
+_EXCERPT = 120
+_CHUNK = 256 * 2**20
+_counts: ContextVar[dict[str, int] | None] = ContextVar("widedeep_bad_rows", default=None)
+
+
+class BadInputError(ValueError):
+    """A data file a reader cannot use. ``line`` is 1-based (a row number for Parquet)."""
+
+    def __init__(self, path: Path, message: str, line: int | None = None, unit: str = "line"):
+        where = f"{path}, {unit} {line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+        self.path, self.line = path, line
+
+
+@contextmanager
+def collect_bad_rows() -> Iterator[dict[str, int]]:
+    """Collect ``{file path: rows skipped}`` for every file read inside the block."""
+    counts: dict[str, int] = {}
+    token = _counts.set(counts)
+    try:
+        yield counts
+    finally:
+        _counts.reset(token)
+
+
+def bad_rows_policy(cfg: Mapping[str, Any]) -> str:
+    policy = cfg.get("on_bad_rows") or "error"
+    if policy not in ON_BAD_ROWS:
+        raise ValueError(f"data.on_bad_rows must be one of {ON_BAD_ROWS}, got {policy!r}")
+    return policy
+
+
+def label_name(cfg: Mapping[str, Any]) -> str:
+    return (cfg.get("features") or {}).get("label") or "label"
+
+
+def data_file(cfg: Mapping[str, Any], root: Path, key: str) -> Path:
+    """``root / cfg.files[key]``, which must exist."""
+    rel = (cfg.get("files") or {}).get(key)
+    if not rel:
+        raise ValueError(f"dataset {cfg.get('name')!r}: the config has no files.{key}")
+    path = root / rel
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path.resolve()}: no such file. Data files are looked up under data.root, else "
+            f"$WIDEDEEP_DATA_DIR (now {os.environ.get('WIDEDEEP_DATA_DIR')!r}), else ./data"
+        )
+    return path
+
+
+def bucket_labels(expr: pl.Expr, boundaries: Sequence[int]) -> pl.Expr:
+    """Integers -> buckets ``[b_k, b_k+1)`` named ``<b0``, ``b0-(b1-1)``, ..., ``bn+``."""
+    inner = [f"{a}-{b - 1}" for a, b in zip(boundaries, boundaries[1:], strict=False)]
+    labels = [f"<{boundaries[0]}", *inner, f"{boundaries[-1]}+"]
+    return expr.bin_intervals(list(boundaries), labels=labels).cast(pl.String)
+
+
+def _read_lines(path: Path, chunk_bytes: int = _CHUNK) -> pl.DataFrame:
+    """``line`` (1-based) and ``text`` (no line ending) of every line, read in chunks that end at
+    a newline: one polars string per chunk, as a single string cannot exceed 4 GB."""
+    frames, first_line, rest = [], 1, b""
+    with path.open("rb") as f:
+        while True:
+            block = f.read(chunk_bytes)
+            data = rest + block
+            end = len(data) if not block else data.rfind(b"\n") + 1
+            if end == 0 and block:  # a line longer than a chunk: read on
+                rest = data
+                continue
+            data, rest = data[:end], data[end:]
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line = first_line + data.count(b"\n", 0, e.start)
+                raise BadInputError(path, "not UTF-8 text", line) from e
+            lines = pl.Series("text", [text]).str.split("\n").explode()
+            if data.endswith(b"\n"):
+                lines = lines.head(-1)  # the empty piece after the last newline
+            frames.append(
+                pl.DataFrame(lines)
+                .with_row_index("line", offset=first_line)
+                .with_columns(pl.col("text").str.strip_suffix("\r"))
+            )
+            first_line += lines.len()
+            if not block:
+                return pl.concat(frames)
+
+
+class Rows:
+    """The rows of one file while a reader parses it.
+
+    ``frame`` holds ``line`` (1-based position in the file), the raw ``text`` of the line (text
+    files only) and the columns parsed so far. Each check goes through `reject`, which applies
+    the policy; `finish` records the skipped count and returns the parsed columns.
+    """
+
+    def __init__(self, path: Path, frame: pl.DataFrame, policy: str, unit: str = "line") -> None:
+        self.path, self.frame, self.policy, self.unit = path, frame, policy, unit
+        self.skipped = 0
+
+    @classmethod
+    def from_text(
+        cls,
+        path: Path,
+        policy: str,
+        header: Sequence[str] | None = None,
+        sep: str = ",",
+        comment: str | None = None,
+    ) -> Rows:
+        """Non-blank lines of a UTF-8 text file, LF or CRLF. ``header``: the expected first line
+        (split on ``sep``); ``comment``: a prefix marking lines to ignore (adult.test's ``|``)."""
+        frame = _read_lines(path).filter(pl.col("text").str.strip_chars() != "")
+        if comment:
+            frame = frame.filter(~pl.col("text").str.starts_with(comment))
+        if frame.is_empty():
+            raise BadInputError(path, "the file is empty (no data lines)")
+        if header is not None:
+            first = frame.row(0, named=True)
+            found = [h.strip() for h in first["text"].split(sep)]
+            if found != list(header):
+                raise BadInputError(
+                    path, f"header {found} is not the expected {list(header)}", first["line"]
+                )
+            frame = frame.slice(1)
+            if frame.is_empty():
+                raise BadInputError(path, "the file is empty (a header and no data lines)")
+        return cls(path, frame, policy)
+
+    @classmethod
+    def from_frame(cls, path: Path, frame: pl.DataFrame, policy: str) -> Rows:
+        """Rows of an already-loaded table (Parquet); checks then report 1-based row numbers."""
+        if frame.is_empty():
+            raise BadInputError(path, "the file is empty (no rows)")
+        return cls(path, frame.with_row_index("line", offset=1), policy, unit="row")
+
+    def reject(self, bad: pl.Expr, reason: str | pl.Expr) -> None:
+        """Rows where ``bad`` holds are bad: raise on the first one, or skip and count them.
+        ``reason`` may be an expression, evaluated on the bad row (e.g. to show the value)."""
+        mask = self.frame.select(bad.fill_null(False).alias("bad"))["bad"]
+        n_bad = int(mask.sum())
+        if not n_bad:
+            return
+        first = self.frame.filter(mask).head(1)
+        message = reason if isinstance(reason, str) else str(first.select(reason).item())
+        excerpt = first["text"][0] if "text" in first.columns else first.drop("line").row(0)
+        excerpt = str(excerpt)
+        excerpt = excerpt if len(excerpt) <= _EXCERPT else excerpt[:_EXCERPT] + "..."
+        line = int(first["line"][0])
+        if self.policy != "skip":
+            hint = " (data.on_bad_rows=skip skips such rows)" if self.policy == "error" else ""
+            raise BadInputError(
+                self.path, f"{message}; the {self.unit} is {excerpt!r}{hint}", line, self.unit
+            )
+        self.skipped += n_bad
+        self.frame = self.frame.filter(~mask)
+        log.warning(
+            "%s: skipped %d bad %ss, first at %s %d: %s", self.path, n_bad, self.unit, self.unit,
+            line, message,
+        )
+
+    def split(
+        self,
+        sep: str,
+        names: Sequence[str],
+        source: str = "text",
+        strip: bool = False,
+        null_values: Sequence[str] = ("",),
+    ) -> None:
+        """``source`` -> one String column per name; wrong field counts are bad rows; values in
+        ``null_values`` (after stripping spaces, if ``strip``) become null = missing."""
+        n = len(names)
+        count = pl.col(source).str.count_matches(sep, literal=True) + 1
+        self.reject(count != n, pl.format("{} fields, expected {} separated by {}", count, n,
+                                          pl.lit(repr(sep))))
+        parts = pl.col(source).str.split_exact(sep, n - 1).struct.rename_fields(list(names))
+        self.frame = self.frame.with_columns(parts.alias("_parts")).unnest("_parts")
+        cols = [pl.col(c).str.strip_chars() if strip else pl.col(c) for c in names]
+        self.frame = self.frame.with_columns(
+            pl.when(c.is_in(list(null_values))).then(None).otherwise(c).name.keep() for c in cols
+        )
+
+    def to_numbers(self, columns: Sequence[str], dtype: pl.DataType = pl.Int64) -> None:
+        """Cast String columns; a non-null value that does not parse is a bad row."""
+        kind = "an integer" if dtype.is_integer() else "a number"
+        for c in columns:
+            failed = pl.col(c).is_not_null() & pl.col(c).cast(dtype, strict=False).is_null()
+            self.reject(failed, pl.format("field {} is not {}: '{}'", pl.lit(c), pl.lit(kind),
+                                          pl.col(c)))
+        self.frame = self.frame.with_columns(pl.col(c).cast(dtype) for c in columns)
+
+    def to_label(self, column: str, values: Mapping[str, int], out: str = "label") -> None:
+        """Map raw labels to Int8 0/1 under ``out``; any other value is a bad row."""
+        known = pl.col(column).is_in(list(values)).fill_null(False)
+        allowed = pl.lit(str(list(values)))
+        shown = pl.col(column).fill_null("")
+        self.reject(~known, pl.format("label '{}' is not one of {}", shown, allowed))
+        label = pl.col(column).replace_strict(dict(values), return_dtype=pl.Int8)
+        self.frame = self.frame.with_columns(label.alias("__label__")).drop(column)
+        self.frame = self.frame.rename({"__label__": out})
+
+    def finish(self) -> pl.DataFrame:
+        """The parsed columns; records the skipped count with the active `collect_bad_rows`."""
+        counts = _counts.get()
+        if counts is not None:
+            counts[str(self.path)] = counts.get(str(self.path), 0) + self.skipped
+        if self.frame.is_empty():
+            raise BadInputError(self.path, f"no valid rows ({self.skipped} bad rows skipped)")
+        return self.frame.drop([c for c in ("line", "text") if c in self.frame.columns])
