@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from widedeep import BagField, Batch, CategoricalField, CrossField, Schema
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_outside_the_data_root(tmp_path_factory) -> None:
+    """Processed-data caches go to a temporary folder, never into the (shared) data root."""
+    os.environ["WIDEDEEP_CACHE_DIR"] = str(tmp_path_factory.mktemp("widedeep-cache"))
 
 
 @pytest.fixture
