@@ -54,10 +54,10 @@ class ColumnarData:
         bags = []
         for f in schema.bags:
             lists = frame[f.name]
-            lengths = lists.list.len().fill_null(0).to_numpy()
+            lengths = lists.list.len().fill_null(0).to_numpy(writable=True)
             offsets = torch.zeros(n + 1, dtype=torch.long)
             offsets[1:] = torch.from_numpy(lengths).cumsum(0)
-            values = torch.from_numpy(lists.explode().drop_nulls().to_numpy()).long()
+            values = torch.from_numpy(lists.explode().drop_nulls().to_numpy(writable=True)).long()
             bags.append((values, offsets))
         data = cls(
             dense=matrix(list(schema.dense), torch.float32),
@@ -80,12 +80,15 @@ class ColumnarData:
             row = int(torch.nonzero(~torch.isin(self.label, torch.tensor([0.0, 1.0])))[0])
             raise ValueError(f"{where}: label {self.label[row].item()} at row {row} is not 0 or 1")
         for ids, fields in ((self.categorical, schema.categorical), (self.crosses, schema.crosses)):
-            for j, f in enumerate(fields):
-                col = ids[:, j]
-                if len(col) and (col.min() < 0 or col.max() >= f.cardinality):
-                    raise ValueError(
-                        f"{where}: field {f.name!r} has ids outside [0, {f.cardinality})"
-                    )
+            if not len(ids) or not fields:
+                continue
+            # One reduction per matrix, not per column: this runs on every (cached) load.
+            low, high = ids.min(0).values, ids.max(0).values
+            cards = torch.tensor([f.cardinality for f in fields])
+            bad = torch.nonzero((low < 0) | (high >= cards)).flatten().tolist()
+            if bad:
+                f = fields[bad[0]]
+                raise ValueError(f"{where}: field {f.name!r} has ids outside [0, {f.cardinality})")
         for (values, _), f in zip(self.bags, schema.bags, strict=True):
             if len(values) and (values.min() < 0 or values.max() >= f.cardinality):
                 raise ValueError(f"{where}: bag {f.name!r} has ids outside [0, {f.cardinality})")

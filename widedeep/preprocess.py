@@ -2,17 +2,26 @@
 
 Everything is fitted on the training split only and saved, so inference applies exactly the
 transformation the model was trained on.
+
+Both `Preprocessor.fit` and `Preprocessor.transform` take a polars DataFrame or LazyFrame.
+``transform`` is one polars query (vectorised; a LazyFrame stays lazy, so a caller can stream
+it batch by batch). ``fit`` reads a LazyFrame in batches of `BATCH_ROWS` rows with the streaming
+engine, so memory holds one batch plus the value counts, not the whole training split; exact
+crosses take a second pass (their keys need the fitted field vocabularies). Limits: the
+vocabulary counts themselves must fit in memory (they grow with the number of distinct values,
+not rows), and the source must be re-readable for that second pass (a scan is; a one-shot
+stream is not).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from .features import (
@@ -24,10 +33,41 @@ from .features import (
     CrossField,
     Schema,
 )
-from .hashing import bucketize
-from .vocab import Vocabulary
+from .hashing import bucketize_expr
+from .vocab import Vocabulary, count_values, merge_counts
 
 DENSE_TRANSFORMS = ("none", "standardize", "log1p_standardize")
+# Rows per batch when fitting on a LazyFrame: large enough for polars' parallelism, small
+# enough that a batch of ~40 raw columns stays well under a GB.
+BATCH_ROWS = 1_000_000
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+def column_names(frame: Frame) -> list[str]:
+    return frame.columns if isinstance(frame, pl.DataFrame) else frame.collect_schema().names()
+
+
+def iter_batches(frame: Frame, rows: int | None = None) -> Iterator[pl.DataFrame]:
+    """A DataFrame as one batch; a LazyFrame streamed in batches of about ``rows`` rows
+    (default `BATCH_ROWS`)."""
+    if isinstance(frame, pl.DataFrame):
+        yield frame
+        return
+    empty = True
+    for batch in frame.collect_batches(chunk_size=rows or BATCH_ROWS, engine="streaming"):
+        empty = False
+        yield batch
+    if empty:  # callers rely on at least one batch for the column types
+        yield frame.clear().collect()
+
+
+def discretize(x: pl.Expr) -> pl.Expr:
+    """Criteo's usual integer binning (the 2014 challenge winners'): ``floor(ln(x)^2)`` for
+    x > 2, else ``floor(x)`` (so 0, 1, 2 and negative counts keep their own bins); null stays
+    null (id 0). It turns a heavy-tailed count into a few dozen ordered-but-independent ids."""
+    x = x.cast(pl.Float64)
+    return pl.when(x > 2).then(x.log().pow(2)).otherwise(x).floor().cast(pl.Int64)
 
 
 @dataclass(frozen=True)
@@ -47,7 +87,12 @@ class CrossSpec:
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """Which raw columns become which features; built from a dataset config."""
+    """Which raw columns become which features; built from a dataset config.
+
+    ``discretize`` lists numeric raw columns that become categorical fields through
+    `discretize` (ids from a vocabulary, like any categorical field); a column is one kind of
+    feature only, so it may not also be listed in ``dense``, ``categorical`` or ``bags``.
+    """
 
     categorical: tuple[str, ...] = ()
     dense: tuple[str, ...] = ()
@@ -57,6 +102,7 @@ class FeatureSpec:
     min_count: int = 1
     min_counts: Mapping[str, int] = field(default_factory=dict)
     dense_transform: str = "standardize"
+    discretize: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.dense_transform not in DENSE_TRANSFORMS:
@@ -65,17 +111,32 @@ class FeatureSpec:
             )
         if self.min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {self.min_count}")
-        known = set(self.categorical) | set(self.bags)
+        kinds = {"categorical": self.categorical, "discretize": self.discretize,
+                 "dense": self.dense, "bags": self.bags}
+        seen: dict[str, str] = {}
+        for kind, names in kinds.items():
+            for name in names:
+                if name in seen:
+                    raise ValueError(
+                        f"column {name!r} is listed in both features.{seen[name]} and "
+                        f"features.{kind}; a column is one kind of feature"
+                    )
+                seen[name] = kind
         for cross in self.crosses:
-            unknown = [f for f in cross.fields if f not in self.categorical]
+            unknown = [f for f in cross.fields if f not in self.fields]
             if unknown or len(cross.fields) < 2:
                 raise ValueError(
                     f"cross {list(cross.fields)}: crosses need >= 2 single-valued categorical "
-                    f"fields; unknown or not single-valued: {unknown} (categorical: "
-                    f"{sorted(known - set(self.bags))})"
+                    f"fields; unknown or not single-valued: {unknown} (single-valued fields: "
+                    f"{list(self.fields)})"
                 )
             if cross.hashed and cross.num_buckets < 1:
                 raise ValueError(f"hashed cross {list(cross.fields)} needs num_buckets >= 1")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Single-valued categorical fields, in schema order: categorical, then discretized."""
+        return (*self.categorical, *self.discretize)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> FeatureSpec:
@@ -92,6 +153,7 @@ class FeatureSpec:
             min_count=int(cfg.get("min_count", 1)),
             min_counts=dict(cfg.get("min_counts") or {}),
             dense_transform=cfg.get("dense_transform", "standardize"),
+            discretize=tuple(cfg.get("discretize") or ()),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,8 +166,9 @@ class FeatureSpec:
 class Preprocessor:
     """Fit on training rows, then encode any split (or new rows at inference) the same way.
 
-    Output columns: one Int64 id column per categorical field and cross, one List[Int64] per bag,
-    one Float32 per dense field, the Float32 label; named as in the resulting `Schema`.
+    Output columns: one Int64 id column per categorical (and discretized) field, one List[Int64]
+    per bag, one Float32 per dense field, the Float32 label, any ``passthrough`` columns, one
+    Int64 id column per cross; named as in the resulting `Schema`.
     """
 
     def __init__(self, spec: FeatureSpec) -> None:
@@ -115,27 +178,32 @@ class Preprocessor:
 
     # -- fitting -------------------------------------------------------------------------------
 
-    def fit(self, train: pl.DataFrame) -> Preprocessor:
+    def fit(self, train: Frame) -> Preprocessor:
         spec = self.spec
         self._check_columns(train, "training data")
-        for name in spec.categorical:
-            self.vocabs[name] = Vocabulary.fit(train[name], spec.min_counts.get(name, spec.min_count))
-        for name in spec.bags:
-            values = train[name].explode().alias(name)
-            self.vocabs[name] = Vocabulary.fit(values, spec.min_counts.get(name, spec.min_count))
-        ids = train.select(self._encode_single_exprs())
-        for cross in spec.crosses:
-            if not cross.hashed:
-                key = pl.Series(cross.column, self._cross_key(ids, cross))
-                min_count = cross.min_count or spec.min_count
-                self.vocabs[cross.column] = Vocabulary.fit(key.filter(key >= 0), min_count)
-        transformed = train.select(self._dense_exprs(standardize=False))
+        sources = {n: self._source(n) for n in spec.fields}
+        sources |= {n: pl.col(n).explode() for n in spec.bags}
+        counts, moments = _scan(train, sources, self._dense_exprs(standardize=False))
+        for name, table in counts.items():
+            min_count = spec.min_counts.get(name, spec.min_count)
+            self.vocabs[name] = Vocabulary.from_counts(table, min_count)
         for name in spec.dense:
-            col = transformed[name]
-            mean, std = col.mean(), col.std()
-            if mean is None:
+            n, mean, m2 = moments[name]
+            if n == 0:
                 raise ValueError(f"dense field {name!r} has no non-missing value in training data")
-            self.dense_stats[name] = (float(mean), float(std) if std else 1.0)
+            # Sample std (ddof=1); a constant column keeps scale 1 rather than dividing by 0.
+            std = math.sqrt(m2 / (n - 1)) if n > 1 else 0.0
+            self.dense_stats[name] = (mean, std or 1.0)
+        exact = [c for c in spec.crosses if not c.hashed]
+        if exact:
+            # Keys combine encoded component ids, so they need the vocabularies just fitted.
+            needed = sorted({f for c in exact for f in c.fields})
+            ids = train.lazy().select(self._field_exprs(needed))
+            keys = {c.column: self._cross_key(c) for c in exact}
+            counts, _ = _scan(ids if isinstance(train, pl.LazyFrame) else ids.collect(), keys, [])
+            for c in exact:
+                min_count = c.min_count or spec.min_count
+                self.vocabs[c.column] = Vocabulary.from_counts(counts[c.column], min_count)
         return self
 
     @property
@@ -147,7 +215,7 @@ class Preprocessor:
             crosses.append(CrossField(c.column, card, fields=tuple(c.fields), hashed=c.hashed))
         return Schema(
             dense=tuple(spec.dense),
-            categorical=tuple(CategoricalField(n, len(self.vocabs[n])) for n in spec.categorical),
+            categorical=tuple(CategoricalField(n, len(self.vocabs[n])) for n in spec.fields),
             crosses=tuple(crosses),
             bags=tuple(BagField(n, len(self.vocabs[n])) for n in spec.bags),
             label=spec.label,
@@ -155,37 +223,45 @@ class Preprocessor:
 
     # -- encoding ------------------------------------------------------------------------------
 
-    def transform(self, frame: pl.DataFrame, where: str = "data") -> pl.DataFrame:
-        """Raw rows -> encoded columns. Unknown categories become id 1 (unseen)."""
-        if not self.dense_stats and self.spec.dense:
-            raise RuntimeError("Preprocessor.transform called before fit")
-        self._check_columns(frame, where)
-        spec = self.spec
-        out = frame.select(
-            *self._encode_single_exprs(),
-            *[
-                pl.col(n).list.eval(self.vocabs[n].encode(pl.element())).alias(n)
-                for n in spec.bags
-            ],
-            *self._dense_exprs(standardize=True),
-            *([pl.col(spec.label).cast(pl.Float32)] if spec.label in frame.columns else []),
-        )
-        crosses = []
-        for cross in spec.crosses:
-            key = self._cross_key(out, cross)
-            if cross.hashed:
-                cols = [out[f].to_numpy() for f in cross.fields]
-                ids = bucketize(cols, cross.num_buckets) + NUM_RESERVED_IDS
-                ids = np.where(key < 0, PADDING_ID, ids)
-                crosses.append(pl.Series(cross.column, ids, dtype=pl.Int64))
-            else:
-                encoded = pl.select(self.vocabs[cross.column].encode(pl.lit(pl.Series(key))))
-                ids = np.where(key < 0, PADDING_ID, encoded.to_series().to_numpy())
-                crosses.append(pl.Series(cross.column, ids, dtype=pl.Int64))
-        return out.with_columns(crosses) if crosses else out
+    def transform(
+        self, frame: Frame, where: str = "data", passthrough: Sequence[str] = ()
+    ) -> Frame:
+        """Raw rows -> encoded columns (a DataFrame, or a LazyFrame for a LazyFrame).
 
-    def _encode_single_exprs(self) -> list[pl.Expr]:
-        return [self.vocabs[n].encode(pl.col(n)).alias(n) for n in self.spec.categorical]
+        Unknown categories become id 1 (unseen), missing ones 0. ``passthrough`` columns are
+        copied unchanged (row-aligned extras such as a split marker or a true logit).
+        """
+        spec = self.spec
+        fitted = len(self.vocabs) + len(self.dense_stats)
+        if fitted < len(spec.fields) + len(spec.bags) + len(spec.dense):
+            raise RuntimeError("Preprocessor.transform called before fit")
+        names = self._check_columns(frame, where)
+        clash = [c for c in passthrough if c in self.schema_columns or c not in names]
+        if clash:
+            raise ValueError(f"{where}: passthrough columns {clash} are missing or name a feature")
+        out = frame.lazy().select(
+            *self._field_exprs(),
+            *[pl.col(n).list.eval(self.vocabs[n].encode(pl.element())).alias(n) for n in spec.bags],
+            *self._dense_exprs(standardize=True),
+            *([pl.col(spec.label).cast(pl.Float32)] if spec.label in names else []),
+            *passthrough,
+        )
+        out = out.with_columns(self._cross_expr(c) for c in spec.crosses) if spec.crosses else out
+        return out.collect() if isinstance(frame, pl.DataFrame) else out
+
+    @property
+    def schema_columns(self) -> list[str]:
+        """Every column `transform` writes (the label included)."""
+        s = self.spec
+        return [*s.fields, *s.bags, *s.dense, s.label, *(c.column for c in s.crosses)]
+
+    def _source(self, name: str) -> pl.Expr:
+        """The raw value of a single-valued field, before its vocabulary."""
+        return discretize(pl.col(name)) if name in self.spec.discretize else pl.col(name)
+
+    def _field_exprs(self, names: Sequence[str] | None = None) -> list[pl.Expr]:
+        names = self.spec.fields if names is None else names
+        return [self.vocabs[n].encode(self._source(n)).alias(n) for n in names]
 
     def _dense_exprs(self, standardize: bool) -> list[pl.Expr]:
         exprs = []
@@ -201,38 +277,44 @@ class Preprocessor:
                     mean, std = self.dense_stats[name]
                     # Missing -> the training mean, i.e. 0 after standardising.
                     x = ((x - mean) / std).fill_null(0.0)
-            exprs.append(x.cast(pl.Float32).alias(name))
+            # Statistics are fitted in float64; only the encoded output is float32.
+            exprs.append((x.cast(pl.Float32) if standardize else x).alias(name))
         return exprs
 
-    def _cross_key(self, ids: pl.DataFrame, cross: CrossSpec) -> np.ndarray:
-        """Combine encoded component ids into one int64 key; -1 where any component is missing.
+    def _cross_key(self, cross: CrossSpec) -> pl.Expr:
+        """Encoded component ids (columns) -> one Int64 key; null where a component is missing.
 
         Rare components are already id 1, so a cross over them is "rare value x known value":
         kept like any combination, subject to the cross's own min_count.
         """
-        key = np.zeros(ids.height, dtype=np.int64)
-        missing = np.zeros(ids.height, dtype=bool)
-        radix = 1
+        key, radix = pl.lit(0, dtype=pl.Int64), 1
         for f in reversed(cross.fields):
-            col = ids[f].to_numpy()
-            card = len(self.vocabs[f])
-            key += col * radix
-            missing |= col == PADDING_ID
-            radix *= card
+            key = key + pl.col(f) * radix
+            radix *= len(self.vocabs[f])
             if radix >= 2**62:
                 raise ValueError(
                     f"exact cross {list(cross.fields)} has too many combinations ({radix:.2e}); "
                     "make it hashed with num_buckets"
                 )
-        key[missing] = -1
-        return key
+        missing = pl.any_horizontal(pl.col(f) == PADDING_ID for f in cross.fields)
+        return pl.when(missing).then(None).otherwise(key)
 
-    def _check_columns(self, frame: pl.DataFrame, where: str) -> None:
+    def _cross_expr(self, cross: CrossSpec) -> pl.Expr:
+        """Encoded component ids (columns) -> the cross's id; 0 where a component is missing."""
+        if not cross.hashed:
+            return self.vocabs[cross.column].encode(self._cross_key(cross)).alias(cross.column)
+        missing = pl.any_horizontal(pl.col(f) == PADDING_ID for f in cross.fields)
+        bucket = bucketize_expr([pl.col(f) for f in cross.fields], cross.num_buckets)
+        ids = pl.when(missing).then(PADDING_ID).otherwise(bucket + NUM_RESERVED_IDS)
+        return ids.cast(pl.Int64).alias(cross.column)
+
+    def _check_columns(self, frame: Frame, where: str) -> list[str]:
         spec = self.spec
-        needed = [*spec.categorical, *spec.bags, *spec.dense]
-        missing = [c for c in needed if c not in frame.columns]
+        names = column_names(frame)
+        missing = [c for c in (*spec.fields, *spec.bags, *spec.dense) if c not in names]
         if missing:
-            raise ValueError(f"{where}: missing columns {missing}; has {frame.columns}")
+            raise ValueError(f"{where}: missing columns {missing}; has {names}")
+        return names
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -251,11 +333,60 @@ class Preprocessor:
         state = json.loads(path.read_text())
         pre = cls(FeatureSpec.from_config(state["spec"]))
         pre.dense_stats = {k: (v[0], v[1]) for k, v in state["dense_stats"].items()}
-        names = [*pre.spec.categorical, *pre.spec.bags]
+        names = [*pre.spec.fields, *pre.spec.bags]
         names += [c.column for c in pre.spec.crosses if not c.hashed]
         for name in names:
             pre.vocabs[name] = Vocabulary.load(directory / f"vocab.{name}.parquet")
         return pre
+
+
+Moments = tuple[int, float, float]  # (non-null count, mean, sum of squared deviations)
+
+
+def _scan(
+    frame: Frame, sources: Mapping[str, pl.Expr], dense: Sequence[pl.Expr]
+) -> tuple[dict[str, pl.DataFrame], dict[str, Moments]]:
+    """One pass over ``frame``: value counts of each source, moments of each dense expression.
+
+    Per batch, every count is one query of a single `collect_all`, so polars runs them in
+    parallel; batches are merged as they come (Chan et al.'s pairwise update for the moments).
+    """
+    counts: dict[str, pl.DataFrame] = {}
+    moments: dict[str, Moments] = {}
+    for batch in iter_batches(frame):
+        lazy = batch.lazy()
+        queries = []
+        for name, expr in sources.items():
+            part = count_values(lazy, expr)
+            queries.append(merge_counts(counts[name].lazy(), part) if name in counts else part)
+        names = [e.meta.output_name() for e in dense]
+        stats = [
+            s.alias(f"{k}:{name}")
+            for name in names
+            for k, s in (("n", pl.col(name).count()), ("mean", pl.col(name).mean()),
+                         ("var", pl.col(name).var(ddof=0)))
+        ]
+        # Transformed once, then reduced (polars would otherwise recompute each transform for
+        # each statistic).
+        moments_query = lazy.select(dense).select(stats)
+        results = pl.collect_all([*queries, *([moments_query] if dense else [])])
+        counts.update(zip(sources, results, strict=False))
+        if dense:
+            row = results[-1].row(0, named=True)
+            for name in names:
+                n = int(row[f"n:{name}"])
+                part = (n, row[f"mean:{name}"] or 0.0, (row[f"var:{name}"] or 0.0) * n)
+                moments[name] = _merge_moments(moments.get(name, (0, 0.0, 0.0)), part)
+    return counts, moments
+
+
+def _merge_moments(a: Moments, b: Moments) -> Moments:
+    (na, ma, sa), (nb, mb, sb) = a, b
+    n = na + nb
+    if n == 0:
+        return a
+    delta = mb - ma
+    return n, ma + delta * nb / n, sa + sb + delta * delta * na * nb / n
 
 
 def oov_rate(encoded: pl.DataFrame, columns: Sequence[str]) -> dict[str, float]:

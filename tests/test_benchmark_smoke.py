@@ -1,0 +1,110 @@
+"""benchmarks/throughput.py on a few thousand rows: its own rows run and its table is whole.
+
+A smoke test, not a benchmark: the numbers are not checked, only that every own-code row
+(widedeep through Lightning, the hand-written loop) trains, scores and is reported. The peers
+and the compiled rows are left out: they need their own venv or minutes of compilation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+ROWS = ["handwritten-adam", "handwritten-sparse", "widedeep-adam", "widedeep-sparse"]
+COLUMNS = [
+    "row",
+    "optimizer",
+    "train samples/s",
+    "vs hand-written",
+    "of train ceiling",
+    "inference samples/s",
+    "of inference ceiling",
+    "peak RSS MiB",
+    "first step s",
+    "outside fwd/bwd/step",
+]
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["throughput"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def table(markdown: str) -> list[list[str]]:
+    """The cells of the first markdown table in ``markdown``."""
+    lines = [line for line in markdown.splitlines() if line.startswith("| row |")]
+    assert lines, markdown
+    start = markdown.splitlines().index(lines[0])
+    rows = []
+    for line in markdown.splitlines()[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def number(cell: str) -> float:
+    return float(cell.split()[0].rstrip("x%").replace(",", ""))
+
+
+def test_step_clock_times_the_steady_steps_only():
+    tp = load_script()
+    clock = tp.StepClock(launched=0.0, batch_size=100, rows=950, warmup=2)
+    clock.ends = [0.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0]  # 10 steps
+    clock.inside = [(0.1, 0.2, 0.3)] * 10
+    clock.first_step_at = 5.0
+    out = clock.summary()
+    # Steps 2..9 after the end of step 1: 7 full batches and the last one of 50 rows in 8 s.
+    assert out["steady_samples"] == 750
+    assert out["samples_per_s"] == pytest.approx(750 / 8)
+    assert out["time_to_first_step_s"] == 5.0
+    b = out["breakdown_ms_per_step"]
+    assert b["total"] == pytest.approx(1000.0)
+    assert b["outside"] == pytest.approx(400.0)
+    assert b["outside_share"] == pytest.approx(0.4)
+
+
+@pytest.mark.slow
+def test_own_rows_run_and_report(tmp_path):
+    cmd = [sys.executable, str(SCRIPT), "--rows", "3000", "--batch-size", "256"]
+    cmd += ["--steps", "8", "--warmup", "2", "--rows-only", ",".join(ROWS)]
+    cmd += ["--out", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    markdown = (tmp_path / "results" / "throughput.md").read_text()
+    assert markdown == done.stdout.rstrip("\n") + "\n"
+    cells = table(markdown)
+    assert cells[0] == COLUMNS
+    body = {row[0]: row for row in cells[2:]}
+    assert list(body) == ROWS
+    for row in body.values():
+        assert len(row) == len(COLUMNS), row
+        assert number(row[2]) > 0 and number(row[5]) > 0, row  # train, inference samples/s
+        assert number(row[3]) > 0, row  # every row here has a hand-written reference
+        assert "ms" in row[9], row  # outside forward/backward/step, for own rows
+    assert body["handwritten-adam"][3] == "1.00x"
+    assert "(handwritten-adam)" in body["widedeep-adam"][3]
+
+    report = json.loads((tmp_path / "results" / "throughput.json").read_text())
+    assert report["ceiling_train"] > 0 and report["gflops"] > 0
+    results = {r["row"]: r for r in report["results"]}
+    assert set(results) == set(ROWS)
+    for r in results.values():
+        assert r["train"]["steps"] == 8 and r["train"]["steady_steps"] == 6
+        assert r["inference"]["rows"] == 3000
+        assert r["peak_rss_mib"] > 0 and r["params"] > 0
+    # The same model everywhere: widedeep and the plain module have the same parameter count.
+    assert results["widedeep-adam"]["params"] == results["handwritten-adam"]["params"]
+    assert any(t["target"].startswith("widedeep-adam >=") for t in report["targets"])
