@@ -31,6 +31,10 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Benchmarks are their own command, never part of the test suite.
+bench: install
+	$(BIN)/widedeep-bench
+
 lint: install
 	$(BIN)/ruff check .
 
