@@ -24,8 +24,39 @@ COLUMNS = ["label", *INTEGER, *CATEGORICAL]
 
 def read_criteo(cfg: Mapping[str, Any], root: Path) -> pl.DataFrame:
     """``files.train`` -> label (Int8), I1..I13 (Int64, null = missing), C1..C26 (String)."""
-    rows = Rows.from_text(data_file(cfg, root, "train"), bad_rows_policy(cfg))
+    path, policy = data_file(cfg, root, "train"), bad_rows_policy(cfg)
+    fast = _read_well_formed(path, label_name(cfg))
+    if fast is not None:
+        return fast
+    # Something is malformed: the line-by-line reader names the line (or skips and counts).
+    rows = Rows.from_text(path, policy)
     rows.split("\t", COLUMNS)
     rows.to_numbers(INTEGER)
     rows.to_label("label", {"0": 0, "1": 1}, label_name(cfg))
     return rows.finish()
+
+
+def _read_well_formed(path: Path, label: str) -> pl.DataFrame | None:
+    """polars' CSV reader with a strict schema: about twice as fast as checking every line, and
+    it fails (-> None) on exactly what the checking reader would reject: a wrong field count, a
+    non-integer count or a label outside {0, 1}."""
+    schema = {
+        "label": pl.Int8,
+        **dict.fromkeys(INTEGER, pl.Int64),
+        **dict.fromkeys(CATEGORICAL, pl.String),
+    }
+    try:
+        frame = pl.read_csv(
+            path,
+            separator="\t",
+            has_header=False,
+            new_columns=COLUMNS,
+            schema=schema,
+            quote_char=None,
+        )
+    except (pl.exceptions.PolarsError, UnicodeDecodeError):
+        return None
+    if frame.height == 0 or frame["label"].null_count() or not frame["label"].is_in([0, 1]).all():
+        return None
+    # The same column order as the checking reader: features first, the label last.
+    return frame.select(*INTEGER, *CATEGORICAL, pl.col("label").alias(label))
