@@ -93,6 +93,19 @@ class ColumnarData:
             if len(values) and (values.min() < 0 or values.max() >= f.cardinality):
                 raise ValueError(f"{where}: bag {f.name!r} has ids outside [0, {f.cardinality})")
 
+    def slice(self, start: int, stop: int) -> Batch:
+        """Rows ``[start, stop)`` as views of the columns (no copy, except for bags)."""
+        stop = min(stop, len(self))
+        if self.bags:
+            return self.take(torch.arange(start, stop))
+        return Batch(
+            dense=self.dense[start:stop],
+            categorical=self.categorical[start:stop],
+            crosses=self.crosses[start:stop],
+            label=self.label[start:stop],
+            row_id=torch.arange(start, stop),
+        )
+
     def take(self, index: Tensor, row_id: bool = True) -> Batch:
         """Gather rows ``index`` (B,) into a `Batch`."""
         bags = []
@@ -159,6 +172,11 @@ class BatchLoader:
         return math.floor(n) if self.drop_last else math.ceil(n)
 
     def __iter__(self) -> Iterator[Batch]:
+        if not self.sampler.shuffle:
+            # In order (evaluation): contiguous views, no gather copies.
+            for k in range(len(self)):
+                yield self.data.slice(k * self.batch_size, (k + 1) * self.batch_size)
+            return
         order = self.sampler.indices()
         for k in range(len(self)):
             yield self.data.take(order[k * self.batch_size : (k + 1) * self.batch_size])

@@ -9,7 +9,7 @@ from .data import BatchLoader, ColumnarData
 from .model import WideDeep
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_split(model: WideDeep, data: ColumnarData, batch_size: int = 8192) -> pl.DataFrame:
     """One row per example: row_id, label, wide_logit, deep_logit, logit (final)."""
     was_training = model.training
