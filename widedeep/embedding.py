@@ -72,10 +72,11 @@ class FieldEmbedding(nn.Module):
         return F.embedding(self.rows(ids), self.weight, padding_idx=PADDING_ID, sparse=self.sparse)
 
     def pooled(self, ids: Tensor) -> Tensor:
-        """(B, K) ids -> (B, D): the sum over fields, in one fused kernel."""
-        return F.embedding_bag(
-            self.rows(ids), self.weight, mode="sum", padding_idx=PADDING_ID, sparse=self.sparse
-        )
+        """(B, K) ids -> (B, D): the sum over fields."""
+        # Not F.embedding_bag: its CPU kernel with a padding_idx is ~20x slower than a lookup
+        # and a sum (measured by benchmarks/throughput.py), for the same values and gradients.
+        # The mask keeps missing ids out even if someone wrote into the padding row.
+        return (self(ids) * (ids > 0).unsqueeze(-1)).sum(1)
 
     def bag(self, field_index: int, values: Tensor, offsets: Tensor, mode: str = "sum") -> Tensor:
         """A multi-valued field: values (L,) and offsets (B,) -> (B, D) pooled with ``mode``."""
