@@ -98,10 +98,18 @@ def read_criteo_tsv(cfg: dict[str, Any], root: Path):
     """A minimal Criteo TSV reader (polars' CSV scanner): lazy with ``stream``, else eager."""
     import polars as pl
 
-    dtypes = {"label": pl.Int8, **dict.fromkeys(INTEGER, pl.Int64),
-              **dict.fromkeys(CATEGORICAL, pl.String)}
-    frame = pl.scan_csv(root / cfg["files"]["train"], separator="\t", has_header=False,
-                        new_columns=COLUMNS, schema_overrides=dtypes)
+    dtypes = {
+        "label": pl.Int8,
+        **dict.fromkeys(INTEGER, pl.Int64),
+        **dict.fromkeys(CATEGORICAL, pl.String),
+    }
+    frame = pl.scan_csv(
+        root / cfg["files"]["train"],
+        separator="\t",
+        has_header=False,
+        new_columns=COLUMNS,
+        schema_overrides=dtypes,
+    )
     return frame if cfg.get("stream") else frame.collect()
 
 
@@ -117,19 +125,27 @@ def run_widedeep(tsv: Path, out: Path, impl: str) -> dict[str, Any]:
     READERS["criteo_tsv"] = read_criteo_tsv
     cfg = {
         "name": "criteo" if impl == "widedeep" else "criteo_tsv",
-        "root": str(tsv.parent), "files": {"train": tsv.name},
-        "stream": impl == "widedeep-stream", "cache": True, "cache_dir": str(out),
+        "root": str(tsv.parent),
+        "files": {"train": tsv.name},
+        "stream": impl == "widedeep-stream",
+        "cache": True,
+        "cache_dir": str(out),
         "split": {"method": "random", "ratios": RATIOS, "seed": SEED},
         "features": {
-            "categorical": CATEGORICAL, "dense": INTEGER, "min_count": MIN_COUNT,
+            "categorical": CATEGORICAL,
+            "dense": INTEGER,
+            "min_count": MIN_COUNT,
             "dense_transform": "log1p_standardize",
             "crosses": [{"fields": c, "hashed": True, "num_buckets": NUM_BUCKETS} for c in CROSSES],
         },
     }
     started = time.perf_counter()
     directory, manifest, _ = pipeline.prepare(cfg)
-    return {"seconds": time.perf_counter() - started, "output": str(directory),
-            "stages_s": manifest["timings_s"]}
+    return {
+        "seconds": time.perf_counter() - started,
+        "output": str(directory),
+        "stages_s": manifest["timings_s"],
+    }
 
 
 def run_pandas(tsv: Path, out: Path) -> dict[str, Any]:
@@ -204,8 +220,9 @@ def child(args: argparse.Namespace) -> None:
         result = run_widedeep(args.input, args.output, args.child)
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    print(json.dumps({**result, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb(),
-                      "import_rss_mb": imports}))
+    print(
+        json.dumps({**result, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb(), "import_rss_mb": imports})
+    )
 
 
 # -- the driver --------------------------------------------------------------------------------
@@ -242,8 +259,16 @@ def compare(widedeep_dir: Path, pandas_dir: Path) -> str:
 
 def table(rows: int, results: dict[str, dict[str, Any]]) -> str:
     ref = next(iter(results.values()))["seconds"]
-    header = ["implementation", "rows", "seconds", "rows/s", "peak RSS MB", "ratio", "CPU s",
-              "RSS after imports MB"]
+    header = [
+        "implementation",
+        "rows",
+        "seconds",
+        "rows/s",
+        "peak RSS MB",
+        "ratio",
+        "CPU s",
+        "RSS after imports MB",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for name, r in results.items():
         lines.append(
@@ -257,8 +282,11 @@ def table(rows: int, results: dict[str, dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--impl", default="widedeep,widedeep-csv,pandas",
-                   help=f"comma-separated, from {', '.join(IMPLS)}")
+    p.add_argument(
+        "--impl",
+        default="widedeep,widedeep-csv,pandas",
+        help=f"comma-separated, from {', '.join(IMPLS)}",
+    )
     p.add_argument("--work", type=Path, default=HERE / ".work", help="generated data and outputs")
     p.add_argument("--results", type=Path, help="append the table to this markdown file")
     p.add_argument("--keep", action="store_true", help="keep the outputs (the TSV is always kept)")
@@ -277,14 +305,16 @@ def main(argv: list[str] | None = None) -> None:
     if not tsv.exists():
         started = time.perf_counter()
         generate(tsv, args.rows)
-        print(f"generated {tsv} ({tsv.stat().st_size / 2**20:,.0f} MiB) in "
-              f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(
+            f"generated {tsv} ({tsv.stat().st_size / 2**20:,.0f} MiB) in "
+            f"{time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
     results = {}
     for impl in impls:
         out = args.work / f"out_{impl}_{args.rows}"
         shutil.rmtree(out, ignore_errors=True)  # a fresh build, never a cache hit
-        cmd = [sys.executable, __file__, "--child", impl, "--input", str(tsv),
-               "--output", str(out)]
+        cmd = [sys.executable, __file__, "--child", impl, "--input", str(tsv), "--output", str(out)]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
         results[impl] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{impl}: {results[impl]}", file=sys.stderr)
