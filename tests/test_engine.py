@@ -88,3 +88,40 @@ def test_scheduler_and_l1_sparsity(tmp_path):
     assert lr == pytest.approx(cfg.optim.wide.lr * 0.5)
     logged = json.loads((tmp_path / "l1/metrics.json").read_text())
     assert logged["params"]["wide_nonzero"] == strong["params"]["wide_nonzero"]
+
+
+def test_embedding_l2_is_the_bars_penalty_on_whole_tables():
+    """embedding_l2 = adding l2 / 2 * ||E||^2 of every table to the loss; other weights free."""
+    from widedeep.optim import build_optimizer
+
+    torch.manual_seed(0)
+    table, other = torch.randn(5, 3), torch.randn(3)
+    ids = torch.tensor([1, 3])
+
+    def run(with_setting: bool) -> list[torch.Tensor]:
+        e, w = torch.nn.Parameter(table.clone()), torch.nn.Parameter(other.clone())
+        settings = {"name": "adam", "lr": 0.05, "embedding_l2": 0.3 if with_setting else 0.0}
+        opt = build_optimizer([e, w], settings, tables={id(e)})
+        for _ in range(5):
+            loss = (e[ids].sum(1) * w.sum()).sum()
+            if not with_setting:
+                loss = loss + 0.3 / 2 * e.pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return [e.detach(), w.detach()]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"name": "ftrl", "lr": 0.1, "embedding_l2": 0.1}, "coupled weight decay"),
+    ({"name": "adam", "lr": 0.1, "embedding_l2": -1.0}, "must be >= 0"),
+])
+def test_embedding_l2_rejects_what_cannot_work(settings, message):
+    from widedeep.optim import build_optimizer
+
+    p = torch.nn.Parameter(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=message):
+        build_optimizer([p], settings, tables={id(p)})

@@ -9,10 +9,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC
 
 from .batch import Batch
+from .checkpoint import plain
 from .deep import DeepTower
 from .embedding import FieldEmbedding
 from .features import Schema
@@ -21,6 +23,16 @@ from .optim import SPARSE_CAPABLE, build_optimizer, build_scheduler
 from .wide import WideTower
 
 KINDS = ("wide", "deep", "wide_deep")
+# The global RNG state (dropout's) in a checkpoint: Lightning does not save it.
+RNG_KEY = "widedeep_rng_state"
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """The training loss became NaN or infinite.
+
+    Also a `ValueError`: the fix is the user's (a learning rate, the data), so the command line
+    reports it as one line with exit code 2, like a configuration mistake.
+    """
 
 
 def build_model(
@@ -51,6 +63,11 @@ class WideDeepModule(pl.LightningModule):
         kind: "wide", "deep" or "wide_deep".
         wide, deep: keyword arguments of `WideTower` / `DeepTower` (minus schema and bias).
         optim: ``{"wide": {name, lr, ...}, "deep": {name, lr, ...}, "grad_clip": float|None}``.
+        model: your own ``nn.Module`` to train instead of the one ``kind`` builds (the towers
+            composed with another architecture, see examples/fm_wide.py). It is called as
+            ``model(**batch.inputs())`` -> logits (B,); its ``wide`` and ``deep`` submodules (either
+            may be absent) each get their optimizer, its other parameters go with ``wide`` (else
+            ``deep``). Not saved in hyper-parameters: pass it again to ``load_from_checkpoint``.
     """
 
     def __init__(
@@ -60,15 +77,21 @@ class WideDeepModule(pl.LightningModule):
         wide: dict[str, Any] | None = None,
         deep: dict[str, Any] | None = None,
         optim: dict[str, Any] | None = None,
+        model: torch.nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Plain dicts and lists (not DictConfig, tuples, ...) so that the checkpoint loads with
+        # torch.load(weights_only=True). save_hyperparameters reads these locals as they are now.
+        schema, wide, deep, optim = plain(schema), plain(wide), plain(deep), plain(optim)
+        self.save_hyperparameters(ignore=["model"])
         self.automatic_optimization = False
         self.kind = kind
-        self.model = build_model(Schema.from_dict(schema), kind, wide or {}, deep or {})
+        if model is None:
+            model = build_model(Schema.from_dict(schema), kind, wide or {}, deep or {})
+        self.model = model
         self.optim_cfg = dict(optim or {})
         for tower in ("wide", "deep"):
-            if getattr(self.model, tower) is not None and tower not in self.optim_cfg:
+            if getattr(self.model, tower, None) is not None and tower not in self.optim_cfg:
                 raise ValueError(f"optim: no settings for the {tower} tower (optim.{tower})")
         self.val_auc, self.test_auc = BinaryAUROC(), BinaryAUROC()
         self.val_logloss, self.test_logloss = MeanMetric(), MeanMetric()
@@ -80,14 +103,19 @@ class WideDeepModule(pl.LightningModule):
     # -- optimization --------------------------------------------------------------------------
 
     def tower_parameters(self) -> dict[str, list[torch.nn.Parameter]]:
-        """Parameters per optimizer; the shared bias goes with the wide tower when there is one
-        (the paper's wide part is the logistic regression with its intercept)."""
+        """Parameters per optimizer; the rest (`WideDeep`'s shared bias) goes with the wide
+        tower when there is one (the paper's wide part is the logistic regression with its
+        intercept)."""
         groups: dict[str, list[torch.nn.Parameter]] = {}
         for tower in ("wide", "deep"):
-            module = getattr(self.model, tower)
+            module = getattr(self.model, tower, None)
             if module is not None:
                 groups[tower] = list(module.parameters())
-        groups["wide" if "wide" in groups else "deep"].append(self.model.bias)
+        if not groups:
+            raise ValueError("the model has neither a `wide` nor a `deep` submodule to optimize")
+        taken = {id(p) for params in groups.values() for p in params}
+        rest = [p for p in self.model.parameters() if id(p) not in taken]
+        groups["wide" if "wide" in groups else "deep"].extend(rest)
         return groups
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
@@ -119,7 +147,15 @@ class WideDeepModule(pl.LightningModule):
                         build_optimizer(dense_params, {**settings, "name": "adam"}, who)
                     )
             else:
-                optimizers.append(build_optimizer(params, settings, who))
+                if settings.get("embedding_l2") and sparse_params:
+                    raise ValueError(
+                        f"{who}: embedding_l2 does not work with sparse gradients; "
+                        f"unset model.{tower}.sparse_min_rows"
+                    )
+                tables = {
+                    id(m.weight) for m in self.model.modules() if isinstance(m, FieldEmbedding)
+                }
+                optimizers.append(build_optimizer(params, settings, who, tables=tables))
         schedulers = [build_scheduler(opt, self.optim_cfg.get("scheduler")) for opt in optimizers]
         return optimizers, [s for s in schedulers if s is not None]
 
@@ -129,10 +165,11 @@ class WideDeepModule(pl.LightningModule):
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         loss = F.binary_cross_entropy_with_logits(self(batch), batch.label)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at global step {self.global_step} (epoch "
-                f"{self.current_epoch}, batch {batch_idx}); likely causes: a learning rate too "
-                "high for this optimizer, or non-finite input features"
+            # Stop now: every later step would only spread NaN through both towers' weights.
+            step = self.trainer.fit_loop.epoch_loop.total_batch_idx
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at step {step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}); likely cause: {self._likely_cause(batch)}"
             )
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
@@ -146,6 +183,38 @@ class WideDeepModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
+    @torch.no_grad()
+    def _likely_cause(self, batch: Batch) -> str:
+        """Why the loss is not finite: the inputs, else the first tower whose weights or logit
+        are not finite (named with its optimizer setting), else the sum of the two."""
+        if not torch.isfinite(batch.dense).all():
+            return "non-finite dense input features in this batch"
+        # Per-tower logits where the model has them (`WideDeep.parts`; a custom model may not).
+        parts = self.model.parts(**batch.inputs()) if hasattr(self.model, "parts") else None
+        for tower, params in self.tower_parameters().items():
+            weights_ok = all(torch.isfinite(p).all() for p in params)
+            logits_ok = parts is None or bool(torch.isfinite(getattr(parts, tower)).all())
+            if not (weights_ok and logits_ok):
+                settings = self.optim_cfg[tower]
+                return (
+                    f"the {tower} tower {'weights' if not weights_ok else 'logits'} diverged: "
+                    f"optim.{tower}.lr={settings.get('lr')} is too high for "
+                    f"{settings.get('name')}; lower it or set optim.grad_clip"
+                )
+        return "the logits overflowed: lower optim.wide.lr / optim.deep.lr or set optim.grad_clip"
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Dropout draws from the global RNG, which Lightning does not save: without it a resumed
+        # run would draw other masks than an uninterrupted one. A uint8 tensor: weights_only-safe.
+        checkpoint[RNG_KEY] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Only when resuming training: loading weights for inference must not reseed the caller.
+        if self._trainer is not None and self.trainer.state.fn == "fit" and RNG_KEY in checkpoint:
+            torch.set_rng_state(checkpoint[RNG_KEY])
+
     def on_train_epoch_start(self) -> None:
         # Manual optimization: the schedulers are ours to step. Stepping at the start of every
         # epoch after the first (not at its end, which comes after the checkpoint is written)
@@ -157,10 +226,11 @@ class WideDeepModule(pl.LightningModule):
             scheduler.step()
 
     def on_train_epoch_end(self) -> None:
-        if self.model.wide is not None:
-            nonzero = self.model.wide.num_nonzero()
+        wide = getattr(self.model, "wide", None)
+        if isinstance(wide, WideTower):
+            nonzero = wide.num_nonzero()
             self.log("wide/nonzero", float(nonzero))
-            self.log("wide/nonzero_share", nonzero / max(1, self.model.wide.num_weights()))
+            self.log("wide/nonzero_share", nonzero / max(1, wide.num_weights()))
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -183,7 +253,37 @@ class WideDeepModule(pl.LightningModule):
         """Parameters per tower; for the wide tower also its non-zero weights (its L1 size)."""
         counts = {"total": sum(p.numel() for p in self.model.parameters())}
         for tower in ("wide", "deep"):
-            module = getattr(self.model, tower)
+            module = getattr(self.model, tower, None)
             counts[tower] = sum(p.numel() for p in module.parameters()) if module else 0
-        counts["wide_nonzero"] = self.model.wide.num_nonzero() if self.model.wide else 0
+        wide = getattr(self.model, "wide", None)
+        counts["wide_nonzero"] = wide.num_nonzero() if isinstance(wide, WideTower) else 0
         return counts
+
+
+class LatestCheckpoint(ModelCheckpoint):
+    """``<dirpath>/last.ckpt``: the latest state, at the end of every epoch (whether or not the
+    validation AUC improved) and, with ``every_n_steps``, every that many training batches.
+
+    A run killed mid-epoch then loses at most ``every_n_steps`` batches: resuming from the file
+    restores the weights, both towers' optimizers, the schedulers, the loops and the data order
+    (`BatchLoader.state_dict`). Steps count training batches over all epochs, not optimizer
+    steps (Lightning's ``global_step`` counts one per tower per batch here). Lightning writes the
+    file atomically, so a kill during a save leaves the previous one intact.
+    """
+
+    def __init__(self, dirpath: Any, every_n_steps: int | None = None) -> None:
+        valid = isinstance(every_n_steps, int) and not isinstance(every_n_steps, bool)
+        if every_n_steps is not None and not (valid and every_n_steps >= 1):
+            raise ValueError(
+                f"trainer.checkpoint_every_n_steps={every_n_steps!r}: expected an int >= 1 or null"
+            )
+        super().__init__(dirpath=dirpath, filename="last", enable_version_counter=False)
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, idx)
+        done = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+        if self.every_n_steps and done % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.format_checkpoint_name({}), weights_only=False)

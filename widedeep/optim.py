@@ -22,10 +22,23 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 SPARSE_CAPABLE = {"sgd", "adagrad", "sparse_adam", "ftrl"}
 
 
+# Optimizers whose weight_decay adds ``l2 * w`` to the gradient: the gradient of the penalty
+# ``l2 / 2 * ||E||^2`` on a whole table (FuxiCTR's / BARS's ``embedding_regularizer``).
+COUPLED_DECAY = {"sgd", "adam", "adagrad"}
+
+
 def build_optimizer(
-    params: Iterable[nn.Parameter], settings: Mapping[str, Any], who: str = "optimizer"
+    params: Iterable[nn.Parameter],
+    settings: Mapping[str, Any],
+    who: str = "optimizer",
+    tables: set[int] | None = None,
 ) -> torch.optim.Optimizer:
-    """``settings``: ``{name: adam, lr: 1e-3, ...}``; every other key goes to the optimizer."""
+    """``settings``: ``{name: adam, lr: 1e-3, ...}``; every other key goes to the optimizer.
+
+    ``embedding_l2`` (a setting, default 0) puts an L2 penalty ``embedding_l2 / 2 * ||E||^2`` on
+    the embedding tables among ``params`` (those whose ``id`` is in ``tables``), as BARS
+    regularises embeddings; the other parameters keep the optimizer's own ``weight_decay``.
+    """
     settings = dict(settings)
     name = settings.pop("name", None)
     if name not in OPTIMIZERS:
@@ -33,6 +46,22 @@ def build_optimizer(
     params = list(params)
     if not params:
         raise ValueError(f"{who}: no parameters to optimize")
+    embedding_l2 = float(settings.pop("embedding_l2", 0.0) or 0.0)
+    if embedding_l2 < 0:
+        raise ValueError(f"{who}: embedding_l2 must be >= 0, got {embedding_l2}")
+    if embedding_l2 > 0:
+        if name not in COUPLED_DECAY:
+            raise ValueError(
+                f"{who}: embedding_l2 needs an optimizer with coupled weight decay "
+                f"({sorted(COUPLED_DECAY)}), not {name!r} (FTRL has its own l1/l2)"
+            )
+        embedded = [p for p in params if id(p) in (tables or set())]
+        if not embedded:
+            raise ValueError(f"{who}: embedding_l2 is set but there are no embedding tables")
+        rest = [p for p in params if id(p) not in (tables or set())]
+        params = [{"params": embedded, "weight_decay": embedding_l2}]
+        if rest:
+            params.append({"params": rest})
     if name == "ftrl" and "lr" in settings:
         # FTRL names its learning rate alpha (McMahan et al. 2013).
         settings["alpha"] = settings.pop("lr")

@@ -14,7 +14,6 @@ from typing import Any
 
 import hydra
 import polars
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import report_user_error
@@ -40,6 +39,7 @@ def _check(
 
 def validate(cfg: DictConfig) -> None:
     """Catch wrong types and values before minutes of data loading, with the key's name."""
+    from . import distributed
     from .lit import KINDS
 
     positive = (lambda v: v > 0, "must be > 0")
@@ -62,6 +62,13 @@ def validate(cfg: DictConfig) -> None:
         lambda v: v in ("csv", "tensorboard", "none"),
         "must be csv, tensorboard or none",
     )
+    _check(cfg, "trainer.num_nodes", int, *positive)
+    _check(cfg, "trainer.loader", str, lambda v: v in ("memory", "stream"), "memory or stream")
+    _check(cfg, "trainer.shuffle_buffer", int, lambda v: v >= 0, "must be >= 0")
+    _check(cfg, "trainer.loader_workers", int, lambda v: v >= 0, "must be >= 0")
+    problem = distributed.check(cfg)
+    if problem:
+        raise ConfigError(problem)
     for tower in ("wide", "deep"):
         _check(cfg, f"optim.{tower}.name", str)
         _check(cfg, f"optim.{tower}.lr", (int, float), *positive)
@@ -82,20 +89,38 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+    from . import distributed
+    from .checkpoint import load_checkpoint, resume_path
     from .datamodule import WideDeepDataModule
-    from .lit import WideDeepModule
+    from .lit import LatestCheckpoint, WideDeepModule
     from .predict import predict_split
 
     validate(cfg)
+    # A bad resume file fails here, in one line, before minutes of data loading.
+    resume_from = resume_path(cfg.get("resume_from"))
     started = time.perf_counter()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
+    # Under DDP every rank runs this function; only global rank 0 writes files.
+    zero = distributed.launched_as_rank_zero()
+    if zero:
+        atomic_write(out / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    dm = WideDeepDataModule(data_cfg, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
+    dm = WideDeepDataModule(
+        data_cfg,
+        cfg.data.batch_size,
+        cfg.data.eval_batch_size,
+        cfg.seed,
+        loader=cfg.trainer.loader,
+        shuffle_buffer=cfg.trainer.shuffle_buffer,
+        loader_workers=cfg.trainer.loader_workers,
+    )
     dm.setup()
+    # The fitted preprocessing beside the checkpoint: widedeep-predict encodes raw rows with it.
+    if zero:
+        dm.data.preprocessor.save(out / "preprocessor")
     data_time = time.perf_counter() - started
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     module = WideDeepModule(
@@ -114,9 +139,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     # A separate callback for the latest state: Lightning's save_last only writes when the
     # monitored metric improved, and resuming needs the latest epoch, improved or not.
-    latest = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="last", enable_version_counter=False
-    )
+    # Also every trainer.checkpoint_every_n_steps batches, so a run killed mid-epoch resumes.
+    latest = LatestCheckpoint(out / "checkpoints", cfg.trainer.get("checkpoint_every_n_steps"))
     stopping = EarlyStopping(
         monitor="val/auc",
         mode="max",
@@ -127,6 +151,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         max_epochs=cfg.trainer.max_epochs,
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=distributed.build_strategy(cfg.trainer),
         precision=cfg.trainer.precision,
         deterministic=cfg.trainer.deterministic,
         limit_train_batches=cfg.trainer.limit_train_batches,
@@ -138,22 +164,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         default_root_dir=out,
     )
     fit_start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("resume_from"))
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
     fit_time = time.perf_counter() - fit_start
 
     # Everything below uses the best validation-AUC weights, not the last epoch's.
-    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    best = load_checkpoint(checkpoint.best_model_path, "weights")
     module.load_state_dict(best["state_dict"])
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]
     test = trainer.test(module, datamodule=dm, verbose=False)[0]
-    predictions = [
-        predict_split(module.model, dm.data.splits[split], cfg.data.eval_batch_size).with_columns(
-            polars.lit(split).alias("split")
-        )
-        for split in ("valid", "test")
-    ]
-    frame = predictions[0].vstack(predictions[1])
-    atomic_write(out / "predictions.parquet", frame.write_parquet)
+    if trainer.is_global_zero:
+        predictions = [
+            predict_split(
+                module.model, dm.data.splits[split], cfg.data.eval_batch_size
+            ).with_columns(polars.lit(split).alias("split"))
+            for split in ("valid", "test")
+        ]
+        frame = predictions[0].vstack(predictions[1])
+        atomic_write(out / "predictions.parquet", frame.write_parquet)
 
     metrics = {
         "dataset": cfg.data.name,
@@ -171,15 +198,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "optimizer_step_time_s": module.train_time,
         "best_checkpoint": str(checkpoint.best_model_path),
     }
-    write_json(out / "metrics.json", metrics)
-    log.info(
-        "%s on %s: test AUC %.4f, log loss %.4f (%s)",
-        cfg.model.kind,
-        cfg.data.name,
-        metrics["test"]["auc"],
-        metrics["test"]["logloss"],
-        out,
-    )
+    if trainer.is_global_zero:  # the other ranks' metrics are the same, synced values
+        write_json(out / "metrics.json", metrics)
+        log.info(
+            "%s on %s: test AUC %.4f, log loss %.4f (%s)",
+            cfg.model.kind,
+            cfg.data.name,
+            metrics["test"]["auc"],
+            metrics["test"]["logloss"],
+            out,
+        )
     return metrics
 
 

@@ -1,0 +1,242 @@
+"""widedeep-predict: scores on raw rows equal the training-time predictions; unseen values map to
+OOV; malformed rows and missing files end in one line naming them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from widedeep.datasets.synthetic import SyntheticConfig, generate
+from widedeep.features import OOV_ID
+from widedeep.pipeline import split_assignment
+from widedeep.serve import Predictor, main, predict_file, read_raw
+from widedeep.split import SPLITS
+from widedeep.train import compose_config, train
+
+FAST = [
+    "trainer.max_epochs=1",
+    "trainer.progress_bar=false",
+    "trainer.logger=none",
+    "model.deep.hidden=[8]",
+    "model.deep.embedding_dim=4",
+    "data.batch_size=64",
+]
+C3 = 1 + 13 + 2  # the column of C3 in a Criteo line: label, I1..I13, C1, C2, C3
+
+
+def criteo_lines(n: int, seed: int = 0) -> list[str]:
+    """Criteo-format rows: label, 13 counts, 26 categories from small vocabularies, some empty."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n):
+        cats = [
+            f"{j:02x}{rng.integers(0, 6):06x}" if rng.random() > 0.05 else "" for j in range(26)
+        ]
+        ints = [str(rng.integers(-1, 200)) if rng.random() > 0.1 else "" for _ in range(13)]
+        label = int(rng.random() < (0.7 if cats[0].endswith("1") else 0.25))
+        lines.append("\t".join([str(label), *ints, *cats]))
+    return lines
+
+
+def adult_rows(n: int, seed: int, dot: str = "") -> list[str]:
+    """adult.data-format rows (``dot="."`` for adult.test's labels), with some ``?``."""
+    rng = np.random.default_rng(seed)
+    pick = lambda *values: values[rng.integers(0, len(values))]  # noqa: E731
+    rows = []
+    for _ in range(n):
+        edu = pick("Bachelors", "HS-grad", "Masters", "10th")
+        rich = rng.random() < (0.6 if edu in ("Bachelors", "Masters") else 0.15)
+        rows.append(
+            ", ".join(
+                [
+                    str(rng.integers(17, 80)),
+                    pick("Private", "State-gov", "?"),
+                    str(rng.integers(1e4, 4e5)),
+                    edu,
+                    str(rng.integers(6, 16)),
+                    pick("Never-married", "Married-civ-spouse"),
+                    pick("Adm-clerical", "Exec-managerial", "?"),
+                    pick("Husband", "Wife", "Own-child"),
+                    "White",
+                    pick("Male", "Female"),
+                    str(pick(0, 0, 2174)),
+                    "0",
+                    str(rng.integers(20, 60)),
+                    pick("United-States", "India", "?"),
+                    (">50K" if rich else "<=50K") + dot,
+                ]
+            )
+        )
+    return rows
+
+
+def _train(name: str, root: Path) -> tuple[Path, Path]:
+    """Train a tiny model on ``name``; return (run dir, a raw file of its test split's rows)."""
+    run = root / "run"
+    if name == "criteo":
+        lines = criteo_lines(400)
+        (root / "criteo").mkdir()
+        (root / "criteo" / "tiny.txt").write_text("\n".join(lines) + "\n")
+        cfg = compose_config(
+            ["data=criteo", f"data.root={root}", "data.files.train=criteo/tiny.txt", *FAST],
+            output_dir=str(run),
+        )
+        # The test split's lines, as the training run drew them.
+        assign = split_assignment(pl.DataFrame({"x": range(len(lines))}), dict(cfg.data))
+        test = root / "test.txt"
+        test.write_text("\n".join(np.array(lines)[assign == SPLITS.index("test")]) + "\n")
+    elif name == "adult":
+        (root / "adult").mkdir()
+        (root / "adult" / "adult.data").write_text("\n".join(adult_rows(300, 0)) + "\n\n")
+        test = root / "adult" / "adult.test"  # the shipped test split is the whole file
+        test.write_text("|1x3 Cross validator\n" + "\n".join(adult_rows(80, 1, ".")) + "\n\n")
+        cfg = compose_config(["data=adult", f"data.root={root}", *FAST], output_dir=str(run))
+    else:
+        cfg = compose_config(["data.generator.n_rows=3000", *FAST], output_dir=str(run))
+        raw = generate(SyntheticConfig(**cfg.data.generator))
+        test = root / "test.parquet"
+        raw.filter(split_assignment(raw, dict(cfg.data)) == SPLITS.index("test")).write_parquet(
+            test
+        )
+    train(cfg)
+    return run, test
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    made: dict[str, tuple[Path, Path]] = {}
+
+    def get(name: str) -> tuple[Path, Path]:
+        if name not in made:
+            made[name] = _train(name, tmp_path_factory.mktemp(name))
+        return made[name]
+
+    return get
+
+
+def expected(run: Path) -> pl.DataFrame:
+    return pl.read_parquet(run / "predictions.parquet").filter(pl.col("split") == "test")
+
+
+def assert_same_scores(got: pl.DataFrame, want: pl.DataFrame) -> None:
+    assert got.height == want.height
+    assert got["label"].to_list() == want["label"].to_list()
+    for column in ("wide_logit", "deep_logit", "logit"):
+        np.testing.assert_allclose(got[column].to_numpy(), want[column].to_numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix"), [("criteo", ".parquet"), ("adult", ".csv"), ("synthetic", ".parquet")]
+)
+def test_scores_on_raw_test_rows_equal_training_predictions(runs, tmp_path, name, suffix):
+    run, test = runs(name)
+    assert (run / "preprocessor" / "preprocessor.json").is_file()
+    out = tmp_path / f"scores{suffix}"
+    scores, bad = predict_file(run / "checkpoints" / "best.ckpt", test, out)
+    assert bad == {}
+    written = pl.read_parquet(out) if suffix == ".parquet" else pl.read_csv(out)
+    assert written.columns == ["row_id", "label", "wide_logit", "deep_logit", "logit", "score"]
+    assert_same_scores(written, expected(run))
+    np.testing.assert_allclose(
+        scores["score"], 1 / (1 + np.exp(-scores["logit"].to_numpy())), rtol=1e-6
+    )
+
+
+def test_run_without_saved_preprocessing_falls_back_to_the_cache(runs, tmp_path):
+    run, test = runs("criteo")
+    old = tmp_path / "old-run"
+    shutil.copytree(run, old, ignore=shutil.ignore_patterns("preprocessor"))
+    scores, _ = predict_file(old, test)  # a run directory works as checkpoint= too
+    assert_same_scores(scores, expected(run))
+
+
+def test_unseen_categories_map_to_oov(runs, tmp_path):
+    run, test = runs("criteo")
+    lines = test.read_text().splitlines()
+    scored = []
+    for k, value in enumerate(["never-seen-a", "never-seen-b"]):
+        fields = [line.split("\t") for line in lines]
+        for f in fields:
+            f[C3] = value
+        path = tmp_path / f"unseen{k}.txt"
+        path.write_text("\n".join("\t".join(f) for f in fields) + "\n")
+        predictor = Predictor.load(run)
+        encoded = predictor.preprocessor.transform(read_raw(predictor.data_cfg, path))
+        assert (encoded["C3"] == OOV_ID).all()
+        scored.append(predict_file(run, path)[0])
+    # Two different unseen values are the same OOV id, hence the same scores.
+    np.testing.assert_array_equal(scored[0]["logit"], scored[1]["logit"])
+
+
+def test_malformed_row_is_one_line_naming_file_and_line(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WIDEDEEP_DEBUG", raising=False)
+    run, test = runs("criteo")
+    lines = test.read_text().splitlines()
+    fields = lines[2].split("\t")
+    fields[2] = "abc"  # line 3: I2 is not a count
+    lines[2] = "\t".join(fields)
+    lines[4] += "\tx"  # line 5: one field too many
+    bad = tmp_path / "bad.txt"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit) as exit_:
+        main([f"checkpoint={run}", f"input={bad}", f"output={tmp_path / 'out.parquet'}"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert f"{bad}, line 5: 41 fields, expected 40" in err  # field counts are checked first
+    assert not (tmp_path / "out.parquet").exists()
+    # on_bad_rows=skip: the other rows are scored and the skips are counted.
+    scores, skipped = predict_file(run, bad, on_bad_rows="skip")
+    assert scores.height == len(lines) - 2 and skipped == {str(bad): 2}
+
+
+@pytest.mark.parametrize("case", ["checkpoint", "input", "output", "key"])
+def test_bad_arguments_are_one_line(runs, tmp_path, capsys, monkeypatch, case):
+    monkeypatch.delenv("WIDEDEEP_DEBUG", raising=False)
+    run, test = runs("criteo")
+    args = {
+        "checkpoint": run / "checkpoints" / "best.ckpt",
+        "input": test,
+        "output": tmp_path / "s.parquet",
+    }
+    named = {
+        "checkpoint": tmp_path / "nope.ckpt",
+        "input": tmp_path / "nope.txt",
+        "output": tmp_path / "s.txt",
+        "key": "x",
+    }[case]
+    args[case if case != "key" else "inptu"] = named
+    with pytest.raises(SystemExit) as exit_:
+        main([f"{k}={v}" for k, v in args.items()])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert (str(named) if case != "key" else "inptu") in err
+
+
+def test_command_line_writes_csv(runs, tmp_path):
+    run, test = runs("adult")
+    out = tmp_path / "scores.csv"
+    env = {**os.environ, "WIDEDEEP_DEBUG": ""}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "widedeep.serve",
+            f"checkpoint={run / 'checkpoints/best.ckpt'}",
+            f"input={test}",
+            f"output={out}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "scored 80 rows" in result.stderr
+    assert_same_scores(pl.read_csv(out), expected(run))
