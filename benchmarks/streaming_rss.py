@@ -3,6 +3,7 @@
     python benchmarks/streaming_rss.py --rows 10000000             # ~4 min on 2 CPU cores
     python benchmarks/streaming_rss.py --rows 10000000 --memory    # + the in-memory loader
     python benchmarks/streaming_rss.py --rows 300000 --cap-gb 2.5  # streaming under RLIMIT_AS
+    python benchmarks/streaming_rss.py --rows 40000000 --memory --cgroup-mb 1024   # as root
 
 Steps, each in its own subprocess so that each peak RSS (``ru_maxrss``) belongs to one step:
 
@@ -19,7 +20,10 @@ The splits are 98 / 1 / 1 %: evaluation splits are held in memory by both loader
 training streams), so small ones keep the comparison about the training data. The train split's
 in-memory size is its tensors' bytes (what `ColumnarData` would hold), without the transient
 copies of loading. ``--cap-gb`` runs the stream step under ``RLIMIT_AS`` (address space, which
-counts mapped libraries and thread stacks too: some 2 GB before any data).
+counts mapped libraries and thread stacks too: some 2 GB before any data). ``--cgroup-mb`` runs
+each training step in a memory cgroup of that size instead (a real cap on resident memory, page
+cache included, as a container's limit; needs a writable ``/sys/fs/cgroup``, i.e. root): a step
+that needs more is killed by the kernel and reported as failed.
 
 Results: a table on stdout, raw numbers in ``<out>/streaming_rss.json``.
 Torch runs with ``--threads`` threads (default 1: on a shared 2-core machine two OpenMP threads
@@ -123,7 +127,46 @@ def child(args: argparse.Namespace) -> None:
 # -- the parent --------------------------------------------------------------------------------
 
 
-def run_step(step: str, rows: int, args: argparse.Namespace, cap: float | None = None) -> dict:
+class MemoryCgroup:
+    """A memory cgroup (v2 or v1) capping what the processes put in it may keep resident."""
+
+    def __init__(self, limit_mb: int) -> None:
+        root = Path("/sys/fs/cgroup")
+        name = f"widedeep-streaming-rss-{os.getpid()}"
+        v2 = (root / "cgroup.controllers").exists()
+        self.path = root / name if v2 else root / "memory" / name
+        try:
+            self.path.mkdir()
+        except OSError as error:
+            sys.exit(
+                f"--cgroup-mb: cannot create the memory cgroup {self.path} ({error}); "
+                "it needs a writable /sys/fs/cgroup (root, or a delegated cgroup)"
+            )
+        limit = str(limit_mb * 2**20)
+        self.peak_file = "memory.peak" if v2 else "memory.max_usage_in_bytes"
+        (self.path / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(limit)
+        if v2:
+            (self.path / "memory.swap.max").write_text("0")
+
+    def enter(self) -> None:
+        """Move the calling process (a child, between fork and exec) into the cgroup."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def peak_mb(self) -> float | None:
+        peak = self.path / self.peak_file
+        return int(peak.read_text()) / 2**20 if peak.exists() else None
+
+    def remove(self) -> None:
+        self.path.rmdir()
+
+
+def run_step(
+    step: str,
+    rows: int,
+    args: argparse.Namespace,
+    cap: float | None = None,
+    cgroup_mb: int | None = None,
+) -> dict:
     command = [sys.executable, __file__, "--child", step, "--rows", str(rows)]
     command += ["--batch-size", str(args.batch_size), "--threads", str(args.threads)]
     command += ["--shuffle-buffer", str(args.shuffle_buffer), "--workers", str(args.workers)]
@@ -131,13 +174,31 @@ def run_step(step: str, rows: int, args: argparse.Namespace, cap: float | None =
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
     # Fewer glibc malloc arenas: each reserves 64 MB of address space, which RLIMIT_AS counts.
     env.setdefault("MALLOC_ARENA_MAX", "2")
-    print(f"[{step}] rows={rows:,}{f' cap={cap} GB' if cap else ''} ...", flush=True)
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    limits = (f" cap={cap} GB" if cap else "") + (f" cgroup={cgroup_mb} MB" if cgroup_mb else "")
+    print(f"[{step}] rows={rows:,}{limits} ...", flush=True)
+    cgroup = MemoryCgroup(cgroup_mb) if cgroup_mb else None
+    try:
+        done = subprocess.run(
+            command,
+            env=env,
+            capture_output=True,
+            text=True,
+            preexec_fn=cgroup.enter if cgroup else None,
+        )
+        cgroup_peak = cgroup.peak_mb() if cgroup else None
+    finally:
+        if cgroup:
+            cgroup.remove()
     lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
     if done.returncode or not lines:
         tail = (done.stdout + done.stderr)[-2500:]
+        if done.returncode == -9 and cgroup:
+            tail += f"\nkilled (SIGKILL): over the {cgroup_mb} MB memory cgroup"
         return {"failed": True, "returncode": done.returncode, "log_tail": tail}
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
+    if cgroup:
+        # Resident memory and page cache charged to the cgroup, at most the limit.
+        result |= {"cgroup_mb": cgroup_mb, "cgroup_peak_mb": cgroup_peak}
     print(f"[{step}] {result}", flush=True)
     return result
 
@@ -166,6 +227,13 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"| {name} | {r['train_rows']:,} | {r['peak_rss_mb']:,.0f} | {r['test_auc']:.4f} "
             f"| {r['fit_time_s']:.0f} | {r['seconds']:.0f} |"
         )
+    for name in ("stream", "memory"):
+        r = results.get(name) or {}
+        if r.get("cgroup_mb"):
+            lines.append(
+                f"\n{name}: memory cgroup limit {r['cgroup_mb']:,} MB, peak charged "
+                f"{r['cgroup_peak_mb']:,.0f} MB (resident memory + page cache)"
+            )
     if "stream" in results and not results["stream"].get("failed"):
         extra = results["stream"]["peak_rss_mb"] - results["baseline"]["peak_rss_mb"]
         lines += [
@@ -186,6 +254,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--memory", action="store_true", help="also train with loader=memory")
     parser.add_argument("--cap-gb", type=float, help="RLIMIT_AS for the stream step")
+    parser.add_argument("--cgroup-mb", type=int, help="memory cgroup limit of the training steps")
     parser.add_argument("--out", type=Path, default=HERE / ".work" / "streaming_rss")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,9 +273,9 @@ def main() -> None:
         sys.exit(results["prepare"]["log_tail"])
     run_step("prepare", BASELINE_ROWS, args)
     results["baseline"] = run_step("stream", BASELINE_ROWS, args)
-    results["stream"] = run_step("stream", args.rows, args, args.cap_gb)
+    results["stream"] = run_step("stream", args.rows, args, args.cap_gb, args.cgroup_mb)
     if args.memory:
-        results["memory"] = run_step("memory", args.rows, args, args.cap_gb)
+        results["memory"] = run_step("memory", args.rows, args, args.cap_gb, args.cgroup_mb)
     results["settings"] = {
         **{k: str(v) for k, v in vars(args).items()},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 
-from widedeep import BagField, Batch, CategoricalField, CrossField, Schema
+from widedeep import BagField, CategoricalField, CrossField, Schema
+from widedeep.batch import random_batch  # noqa: F401  (tests import it from here)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -27,26 +27,4 @@ def schema() -> Schema:
         ),
         crosses=(CrossField("user_x_item", 30, fields=("user", "item")),),
         bags=(BagField("genres", 7),),
-    )
-
-
-def random_batch(schema: Schema, size: int, seed: int = 0) -> Batch:
-    """Ids drawn over each field's whole range, 0 (missing) included."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def ids(fields):
-        cols = [torch.randint(0, f.cardinality, (size,), generator=gen) for f in fields]
-        return torch.stack(cols, 1) if cols else torch.zeros(size, 0, dtype=torch.long)
-
-    bags = []
-    for f in schema.bags:
-        lengths = torch.randint(0, 4, (size,), generator=gen)
-        values = torch.randint(0, f.cardinality, (int(lengths.sum()),), generator=gen)
-        bags.append((values, torch.cumsum(lengths, 0) - lengths))
-    return Batch(
-        dense=torch.randn(size, schema.num_dense, generator=gen),
-        categorical=ids(schema.categorical),
-        crosses=ids(schema.crosses),
-        label=torch.randint(0, 2, (size,), generator=gen).float(),
-        bags=bags,
     )

@@ -123,3 +123,16 @@ def test_bench_end_to_end_on_tiny_synthetic_data(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("metrics.json")}
     bench(cfg)
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("metrics.json")}
+
+
+def test_single_class_slice_has_no_auc_but_a_log_loss():
+    from widedeep.report import _slice_scores
+
+    logit = np.array([2.0, 0.0, -1.0])
+    clicks = _slice_scores(np.ones(3), logit)
+    assert np.isnan(clicks["auc"])
+    expected = -np.mean(np.log(1 / (1 + np.exp(-logit))))
+    assert clicks["logloss"] == pytest.approx(expected)
+    mixed = _slice_scores(np.array([1.0, 0.0, 0.0]), logit)
+    assert mixed["auc"] == 1.0
+    assert np.isnan(_slice_scores(np.array([]), np.array([]))["logloss"])

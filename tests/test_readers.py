@@ -421,3 +421,86 @@ def test_real_dataset_end_to_end(
     pos["all"] = sum(pos.values())
     pos["train+valid"] = pos["train"] + pos["valid"]
     assert {k: pos[k] for k in positives} == positives
+
+
+# -- unlabeled input: accepted only when serving (labels="optional") ----------------------------
+
+
+def _unlabeled_line(name: str, line: str) -> str:
+    """A fixture line without its label field (header and comment lines likewise)."""
+    if not line.strip() or line.startswith("|"):
+        return line
+    if name == "avazu":  # id,click,hour,...
+        first, _, rest = line.split(",", 2)
+        return f"{first},{rest}"
+    if name == "adult":
+        return line.rsplit(",", 1)[0]
+    return line.split("\t" if name == "criteo" else " ", 1)[1]  # criteo, frappe: the first
+
+
+def unlabeled(name: str, text: str) -> str:
+    return "\n".join(_unlabeled_line(name, line) for line in text.split("\n"))
+
+
+# The file read as serving input, per format (adult: the test file, with "|1x3" and dots).
+SERVED = {**MAIN_FILE, "adult": "adult/adult.test", "movielens": "movielens100k/data.parquet"}
+
+
+def write_served(root: Path, name: str, labels: bool) -> Path:
+    """The fixture of ``name``; returns its served file, with or without the label column."""
+    path = root / SERVED[name]
+    if name == "movielens":
+        write_movielens(root)
+        if not labels:
+            pl.read_parquet(path).drop("rating").write_parquet(path)
+        return path
+    fixture = TEXT_FIXTURES[name]
+    text = fixture[SERVED[name]]
+    write(root, {**fixture, SERVED[name]: text if labels else unlabeled(name, text)})
+    return path
+
+
+@pytest.mark.parametrize("name", ["criteo", "avazu", "frappe", "adult", "movielens"])
+def test_unlabeled_file_reads_like_the_labelled_one_when_serving(tmp_path: Path, name: str) -> None:
+    from widedeep.serve import read_raw
+
+    with_labels = read_raw(config(name, tmp_path / "l"), write_served(tmp_path / "l", name, True))
+    got = read_raw(config(name, tmp_path / "u"), write_served(tmp_path / "u", name, False))
+    assert "label" in with_labels.columns and got.height > 0
+    assert got.equals(with_labels.drop("label"))
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("criteo", "line 1: 39 fields, expected 40"), ("avazu", "line 1: header"),
+     ("frappe", "line 1: 3 fields, expected 4"), ("adult", "line 1: 14 fields, expected 15"),
+     ("movielens", "missing columns ['rating']")],
+)
+def test_unlabeled_file_is_an_error_for_training(tmp_path: Path, name: str, message: str) -> None:
+    path = write_served(tmp_path, name, False)
+    if name == "adult":  # training reads adult.data first
+        path = tmp_path / MAIN_FILE["adult"]
+        path.write_text(unlabeled("adult", ADULT[MAIN_FILE["adult"]]))
+    with pytest.raises(BadInputError) as err:
+        READERS[name](config(name, tmp_path), tmp_path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_unlabeled_mix_is_a_bad_row(tmp_path: Path) -> None:
+    from widedeep.datasets.adult import read_adult_file
+
+    text = unlabeled("adult", ADULT["adult/adult.data"])
+    text = replace_line(text, 3, _ADULT_ROWS[2])  # line 3 keeps its income
+    write(tmp_path, {"adult.data": text})
+    with pytest.raises(BadInputError, match=r"adult.data, line 3: 15 fields, but line 1 has 14"):
+        read_adult_file(tmp_path / "adult.data", "error", "label", labels="optional")
+    with collect_bad_rows() as counts:
+        frame = read_adult_file(tmp_path / "adult.data", "skip", "label", labels="optional")
+    assert frame.height == 3 and "label" not in frame.columns
+    assert counts == {str(tmp_path / "adult.data"): 1}
+
+
+def test_unknown_labels_mode(tmp_path: Path) -> None:
+    write(tmp_path, TEXT_FIXTURES["criteo"])
+    with pytest.raises(ValueError, match="labels must be one of"):
+        READERS["criteo"](config("criteo", tmp_path), tmp_path, labels="maybe")

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from widedeep.datasets._rows import BadInputError
 from widedeep.datasets.synthetic import SyntheticConfig, generate
 from widedeep.features import OOV_ID
 from widedeep.pipeline import split_assignment
@@ -240,3 +241,93 @@ def test_command_line_writes_csv(runs, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "scored 80 rows" in result.stderr
     assert_same_scores(pl.read_csv(out), expected(run))
+
+
+# -- unlabeled input: the format without its label column -----------------------------------------
+
+
+def without_labels(name: str, test: Path, tmp_path: Path) -> Path:
+    """``test`` with its label column removed, as deployment input comes."""
+    if name == "synthetic":
+        out = tmp_path / "unlabeled.parquet"
+        pl.read_parquet(test).drop("label").write_parquet(out)
+        return out
+    out = tmp_path / f"unlabeled{test.suffix}"
+    lines = test.read_text().split("\n")
+    if name == "criteo":  # 39 fields: I1..I13, C1..C26, as Kaggle's test.txt
+        lines = [line.split("\t", 1)[1] if line else line for line in lines]
+    else:  # adult: drop the income field, keep the "|1x3" line and the empty last line
+        lines = [line.rsplit(", ", 1)[0] if line and line[0] != "|" else line for line in lines]
+    out.write_text("\n".join(lines))
+    return out
+
+
+@pytest.mark.parametrize("name", ["criteo", "adult", "synthetic"])
+def test_unlabeled_input_scores_equal_labelled_input(runs, tmp_path, name):
+    run, test = runs(name)
+    labelled, _ = predict_file(run, test)
+    out = tmp_path / "scores.csv"
+    unlabeled, bad = predict_file(run, without_labels(name, test, tmp_path), out)
+    assert bad == {} and unlabeled.height == labelled.height > 0
+    assert unlabeled.columns == ["row_id", "wide_logit", "deep_logit", "logit", "score"]
+    assert pl.read_csv(out).columns == unlabeled.columns  # no label column in the file either
+    for column in unlabeled.columns:
+        np.testing.assert_array_equal(unlabeled[column].to_numpy(), labelled[column].to_numpy())
+
+
+def test_unlabeled_real_criteo_rows_score_as_labelled(runs, tmp_path):
+    real = Path(os.environ.get("WIDEDEEP_DATA_DIR") or "data")
+    real = real / "criteo" / "criteo_dac_train_first10k.txt"
+    if not real.is_file():
+        pytest.skip(f"real data not found: {real}")
+    run, _ = runs("criteo")
+    lines = real.read_text().splitlines()[:500]  # trailing empty fields kept, as in train.txt
+    labelled, unlabeled = tmp_path / "l.txt", tmp_path / "u.txt"
+    labelled.write_text("\n".join(lines) + "\n")
+    unlabeled.write_text("\n".join(line.split("\t", 1)[1] for line in lines) + "\n")
+    assert {line.count("\t") for line in unlabeled.read_text().splitlines()} == {38}
+    want, _ = predict_file(run, labelled)
+    got, _ = predict_file(run, unlabeled)
+    assert "label" not in got.columns and got.height == 500
+    np.testing.assert_array_equal(got["logit"].to_numpy(), want["logit"].to_numpy())
+
+
+@pytest.mark.parametrize("first", ["unlabeled", "labelled"])
+def test_criteo_mix_of_39_and_40_fields_names_the_line(
+    runs, tmp_path, capsys, monkeypatch, first
+):
+    monkeypatch.delenv("WIDEDEEP_DEBUG", raising=False)
+    run, test = runs("criteo")
+    lines = test.read_text().splitlines()
+    # Line 4 is the other way round from the rest of the file.
+    if first == "unlabeled":
+        lines = [line if k == 3 else line.split("\t", 1)[1] for k, line in enumerate(lines)]
+        message = "line 4: 40 fields, but line 1 has 39 (without the label)"
+    else:
+        lines[3] = lines[3].split("\t", 1)[1]
+        message = "line 4: 39 fields, but line 1 has 40 (with the label)"
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit) as exit_:
+        main([f"checkpoint={run}", f"input={mixed}", f"output={tmp_path / 'out.parquet'}"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert f"{mixed}, {message}" in err
+    assert not (tmp_path / "out.parquet").exists()
+    # on_bad_rows=skip: the odd line is skipped and counted; the rest scored as the first line.
+    scores, skipped = predict_file(run, mixed, on_bad_rows="skip")
+    assert scores.height == len(lines) - 1 and skipped == {str(mixed): 1}
+    assert ("label" in scores.columns) == (first == "labelled")
+
+
+def test_training_still_requires_labels(runs, tmp_path):
+    run, test = runs("criteo")
+    unlabeled = without_labels("criteo", test, tmp_path)
+    (tmp_path / "criteo").mkdir()
+    shutil.copy(unlabeled, tmp_path / "criteo" / "tiny.txt")
+    cfg = compose_config(
+        ["data=criteo", f"data.root={tmp_path}", "data.files.train=criteo/tiny.txt", *FAST],
+        output_dir=str(tmp_path / "run"),
+    )
+    with pytest.raises(BadInputError, match=r"tiny.txt, line 1: 39 fields, expected 40"):
+        train(cfg)

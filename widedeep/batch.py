@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .features import Schema
 
 
 @dataclass
@@ -49,3 +53,27 @@ class Batch:
             bags=[(v.to(device), o.to(device)) for v, o in self.bags],
             row_id=None if self.row_id is None else self.row_id.to(device),
         )
+
+
+def random_batch(schema: Schema, size: int, seed: int = 0, min_bag_length: int = 0) -> Batch:
+    """A batch following ``schema`` with ids drawn over each field's whole range (0 = missing
+    included), bags of ``min_bag_length`` to 3 values and random labels: for tests and for the
+    example inputs of an export."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def ids(fields: tuple) -> Tensor:
+        cols = [torch.randint(0, f.cardinality, (size,), generator=gen) for f in fields]
+        return torch.stack(cols, 1) if cols else torch.zeros(size, 0, dtype=torch.long)
+
+    bags = []
+    for f in schema.bags:
+        lengths = torch.randint(min_bag_length, 4, (size,), generator=gen)
+        values = torch.randint(0, f.cardinality, (int(lengths.sum()),), generator=gen)
+        bags.append((values, torch.cumsum(lengths, 0) - lengths))
+    return Batch(
+        dense=torch.randn(size, schema.num_dense, generator=gen),
+        categorical=ids(schema.categorical),
+        crosses=ids(schema.crosses),
+        label=torch.randint(0, 2, (size,), generator=gen).float(),
+        bags=bags,
+    )

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
-from .batch import Batch
+from .batch import Batch, random_batch
 from .errors import report_user_error
 from .features import Schema
 from .io import atomic_write
@@ -54,24 +54,7 @@ class TowerScores(nn.Module):
 def example_batch(schema: Schema, size: int = 8, seed: int = 0) -> Batch:
     """Ids over each field's whole range (0 = missing included); every bag row non-empty, so
     the example does not pin a bag length of 0 or 1 (export would specialise on it)."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def ids(fields: Sequence[Any]) -> Tensor:
-        cols = [torch.randint(0, f.cardinality, (size,), generator=gen) for f in fields]
-        return torch.stack(cols, 1) if cols else torch.zeros(size, 0, dtype=torch.long)
-
-    bags = []
-    for f in schema.bags:
-        lengths = torch.randint(1, 4, (size,), generator=gen)
-        values = torch.randint(0, f.cardinality, (int(lengths.sum()),), generator=gen)
-        bags.append((values, torch.cumsum(lengths, 0) - lengths))
-    return Batch(
-        dense=torch.randn(size, schema.num_dense, generator=gen),
-        categorical=ids(schema.categorical),
-        crosses=ids(schema.crosses),
-        label=torch.zeros(size),
-        bags=bags,
-    )
+    return random_batch(schema, size, seed, min_bag_length=1)
 
 
 def export_program(model: WideDeep, example: Batch) -> ExportedProgram:

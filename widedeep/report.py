@@ -102,6 +102,18 @@ def _main_predictions(cfg: Any, results: pl.DataFrame, runs_dir: Path, seed: int
     return out
 
 
+def _slice_scores(label: np.ndarray, logit: np.ndarray) -> dict[str, float]:
+    """AUC and log loss of one slice; AUC is undefined (NaN) when the slice has one class only
+    (on Frappe, pairs seen often in training are all clicks), log loss only when it is empty."""
+    if len(label) == 0:
+        return {"auc": math.nan, "logloss": math.nan}
+    if 0 < label.mean() < 1:
+        return scores(label, logit)
+    prob = np.clip(1 / (1 + np.exp(-logit.astype(np.float64))), 1e-7, 1 - 1e-7)
+    loss = -np.mean(label * np.log(prob) + (1 - label) * np.log1p(-prob))
+    return {"auc": math.nan, "logloss": float(loss)}
+
+
 def slice_table(cfg: Any, results: pl.DataFrame, runs_dir: Path) -> pl.DataFrame:
     """AUC, log loss and (for the joint model) each tower's mean |logit| per frequency slice."""
     sl = cfg.bench.slices
@@ -116,14 +128,14 @@ def slice_table(cfg: Any, results: pl.DataFrame, runs_dir: Path) -> pl.DataFrame
             mask = labels == name
             y = preds["label"][mask]
             for arm in ("wide", "deep", "joint", "ens_best"):
-                ok = mask.sum() > 0 and 0 < y.mean() < 1
-                s = scores(y, preds[arm][mask]) if ok else {"auc": math.nan, "logloss": math.nan}
+                s = _slice_scores(y, preds[arm][mask])
                 rows.append(
                     {
                         "seed": seed,
                         "slice": name,
                         "arm": arm,
                         "rows": int(mask.sum()),
+                        "click_rate": float(y.mean()) if mask.any() else math.nan,
                         "auc": s["auc"],
                         "logloss": s["logloss"],
                         "mean_abs_wide": float(np.abs(preds["joint_wide"][mask]).mean())
@@ -241,12 +253,15 @@ def summary_markdown(
         "",
         f"## Frequency slices ({', '.join(b.slices.fields)} in training)",
         "",
-        "| slice | rows | wide AUC | deep AUC | joint AUC | ens_best AUC | "
+        "AUC is n/a where a slice holds one class only; its log loss per arm is in `slices.csv`.",
+        "",
+        "| slice | rows | click rate | wide AUC | deep AUC | joint AUC | ens_best AUC | "
         "joint mean abs wide logit | mean abs deep logit |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     agg = slices.group_by("slice", "arm", maintain_order=True).agg(
         pl.col("rows").first(),
+        pl.col("click_rate").mean(),
         pl.col("auc").mean(),
         pl.col("mean_abs_wide").mean(),
         pl.col("mean_abs_deep").mean(),
@@ -257,8 +272,8 @@ def summary_markdown(
             continue
         j = row["joint"]
         lines.append(
-            f"| {name} | {j['rows']:,} | "
-            + " | ".join(f"{row[a]['auc']:.4f}" for a in ("wide", "deep", "joint", "ens_best"))
+            f"| {name} | {j['rows']:,} | {j['click_rate']:.3f} | "
+            + " | ".join(_auc(row[a]["auc"]) for a in ("wide", "deep", "joint", "ens_best"))
             + f" | {j['mean_abs_wide']:.3f} | {j['mean_abs_deep']:.3f} |"
         )
     if exceptions is not None:
@@ -273,6 +288,10 @@ def summary_markdown(
             v = mean_ci(exceptions.filter(pl.col("model") == name)["recovered"].to_list())
             lines.append(f"| {name} | {_fmt(v[0], v[2], 3)} |")
     return "\n".join(lines) + "\n"
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 def plots(cfg: Any, results: pl.DataFrame, slices: pl.DataFrame, out_dir: Path) -> None:

@@ -14,8 +14,17 @@ Keys (key=value, like widedeep-train):
 The run directory holds config.yaml (its data section: reader, features, bad-row policy) and
 preprocessor/ (vocabularies, dense statistics, crosses: fitted on the training split only), so
 no training data is needed. Unseen categories get the OOV id (1), as at training time.
-Output columns: row_id (position among the rows read), label (when the input has one),
-wide_logit, deep_logit, logit and score = sigmoid(logit).
+
+Labels are optional here (training still requires them): the readers are called with
+labels="optional", so input may be the format without its label column, e.g. Criteo lines of
+39 fields (I1-I13, C1-C26, as Kaggle's test.txt), an Avazu CSV without click, adult rows without
+income, MovieLens ratings without rating, libFM lines without the label token, a table without
+the label column. The first line (or the header) decides for the whole file: a line the other
+way round is a bad row (an error naming file and line, or skipped with on_bad_rows=skip). The
+label plays no part in the scores: the same rows score the same with or without it.
+
+Output columns: row_id (position among the rows read), label (only when the input has one; no
+label column otherwise), wide_logit, deep_logit, logit and score = sigmoid(logit).
 """
 
 from __future__ import annotations
@@ -36,7 +45,10 @@ from .data import ColumnarData
 from .datasets import READERS
 from .datasets._rows import BadInputError, bad_rows_policy, collect_bad_rows, data_file, label_name
 from .datasets.adult import read_adult_file
+from .datasets.avazu import read_avazu
+from .datasets.criteo import read_criteo
 from .datasets.libfm import read_feature_map, read_libfm_file
+from .datasets.movielens import read_movielens
 from .errors import report_user_error
 from .features import Schema
 from .io import atomic_write
@@ -57,7 +69,10 @@ DEFAULTS = {
     "batch_size": None,
 }
 # Readers whose one data file we swap for the input (MovieLens keeps its side tables).
-SWAP_FILE = {"criteo": "train", "avazu": "train", "movielens": "ratings"}
+SWAP_FILE = {"criteo": ("train", read_criteo), "avazu": ("train", read_avazu),
+             "movielens": ("ratings", read_movielens)}
+# Serving input need not have labels (the readers' default, for training, is "required").
+LABELS = "optional"
 TABLE = "table"
 WRITERS = {".parquet": "write_parquet", ".csv": "write_csv"}
 
@@ -107,21 +122,23 @@ def load_preprocessor(run: Path, data_cfg: Mapping[str, Any]) -> Preprocessor:
 
 def read_raw(data_cfg: Mapping[str, Any], path: Path, reader: str | None = None) -> pl.DataFrame:
     """Raw rows of ``path`` through the dataset's own reader: the same parsing, checks and
-    line-numbered errors (or counted skips) as at training time."""
+    line-numbered errors (or counted skips) as at training time, except that the label column
+    may be absent (no label column then)."""
     name = reader or (TABLE if data_cfg.get("name") == "synthetic" else str(data_cfg.get("name")))
     policy, label = bad_rows_policy(data_cfg), label_name(data_cfg)
     if name == TABLE:
         return _read_table(path)
     if name == "adult":
-        return read_adult_file(path, policy, label)
+        return read_adult_file(path, policy, label, LABELS)
     root = data_root(data_cfg)
     if name == "frappe":
         fields = read_feature_map(data_file(data_cfg, root, "feature_map"))
-        return read_libfm_file(path, fields, policy, label)
+        return read_libfm_file(path, fields, policy, label, LABELS)
     if name in SWAP_FILE:
         files = {k: str(root / v) for k, v in (data_cfg.get("files") or {}).items()}
-        files[SWAP_FILE[name]] = str(path.resolve())  # absolute: root / path is path
-        out = READERS[name]({**data_cfg, "files": files}, root)
+        key, read = SWAP_FILE[name]
+        files[key] = str(path.resolve())  # absolute: root / path is path
+        out = read({**data_cfg, "files": files}, root, labels=LABELS)
         return out.collect() if isinstance(out, pl.LazyFrame) else out
     known = sorted({TABLE, "adult", "frappe", *SWAP_FILE})
     raise ValueError(f"reader={name!r}: expected one of {known}")

@@ -7,6 +7,10 @@ file, the line and an excerpt; ``on_bad_rows: skip`` drops bad rows, logs them o
 manifest) wraps the reader call in `collect_bad_rows`, which returns ``{file: rows skipped}`` for
 every file read inside it, so reader signatures stay ``read_X(cfg, root)``.
 
+Labels: readers require a label column (training needs one). Only serving (``widedeep-predict``)
+passes ``labels="optional"``: a file may then lack the label column (one field fewer on every
+line, or no label in the header), and the reader returns no label column for it.
+
 Parsing is vectorised polars string operations (no Python loop over lines), on the whole file
 in memory: fine up to some GB, not for a whole Criteo 1TB day file.
 """
@@ -26,6 +30,7 @@ import polars as pl
 log = logging.getLogger("widedeep")
 
 ON_BAD_ROWS = ("error", "skip")
+LABELS = ("required", "optional")
 # The policy for files whose bad rows cannot be skipped (a feature map, a side table).
 STRICT = "strict"
 _EXCERPT = 120
@@ -58,6 +63,13 @@ def bad_rows_policy(cfg: Mapping[str, Any]) -> str:
     if policy not in ON_BAD_ROWS:
         raise ValueError(f"data.on_bad_rows must be one of {ON_BAD_ROWS}, got {policy!r}")
     return policy
+
+
+def labels_optional(labels: str) -> bool:
+    """True for ``labels="optional"`` (serving: a file may lack the label column)."""
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
+    return labels == "optional"
 
 
 def label_name(cfg: Mapping[str, Any]) -> str:
@@ -127,6 +139,7 @@ class Rows:
     def __init__(self, path: Path, frame: pl.DataFrame, policy: str, unit: str = "line") -> None:
         self.path, self.frame, self.policy, self.unit = path, frame, policy, unit
         self.skipped = 0
+        self.header: list[str] | None = None
 
     @classmethod
     def from_text(
@@ -136,25 +149,33 @@ class Rows:
         header: Sequence[str] | None = None,
         sep: str = ",",
         comment: str | None = None,
+        optional: str | None = None,
     ) -> Rows:
         """Non-blank lines of a UTF-8 text file, LF or CRLF. ``header``: the expected first line
-        (split on ``sep``); ``comment``: a prefix marking lines to ignore (adult.test's ``|``)."""
+        (split on ``sep``), also accepted without its ``optional`` column; ``header`` is then
+        the one found. ``comment``: a prefix marking lines to ignore (adult.test's ``|``)."""
         frame = _read_lines(path).filter(pl.col("text").str.strip_chars() != "")
         if comment:
             frame = frame.filter(~pl.col("text").str.starts_with(comment))
         if frame.is_empty():
             raise BadInputError(path, "the file is empty (no data lines)")
+        found = None
         if header is not None:
             first = frame.row(0, named=True)
             found = [h.strip() for h in first["text"].split(sep)]
-            if found != list(header):
+            accepted = [list(header), [h for h in header if h != optional]]
+            if found not in accepted:
+                without = f" (or without {optional!r})" if optional in header else ""
                 raise BadInputError(
-                    path, f"header {found} is not the expected {list(header)}", first["line"]
+                    path, f"header {found} is not the expected {list(header)}{without}",
+                    first["line"],
                 )
             frame = frame.slice(1)
             if frame.is_empty():
                 raise BadInputError(path, "the file is empty (a header and no data lines)")
-        return cls(path, frame, policy)
+        rows = cls(path, frame, policy)
+        rows.header = found
+        return rows
 
     @classmethod
     def from_frame(cls, path: Path, frame: pl.DataFrame, policy: str) -> Rows:
@@ -187,6 +208,26 @@ class Rows:
             "%s: skipped %d bad %ss, first at %s %d: %s", self.path, n_bad, self.unit, self.unit,
             line, message,
         )
+
+    def layout(
+        self, sep: str, names: Sequence[str], optional: str | None, source: str = "text"
+    ) -> list[str]:
+        """The columns of a headerless file whose ``optional`` column (the label, when serving)
+        may be absent: ``names`` without it if the first line has one field fewer, else
+        ``names``. The whole file must follow its first line: a line with or without the
+        column when the first is the other way round is a bad row. None: ``names``."""
+        if optional is None or optional not in names:
+            return list(names)
+        first = self.frame.row(0, named=True)
+        width, full = first[source].count(sep) + 1, len(names)
+        if width not in (full, full - 1):
+            return list(names)  # neither layout: `split` reports the field count
+        other = full - 1 if width == full else full
+        count = pl.col(source).str.count_matches(sep, literal=True) + 1
+        how = "without" if width < full else "with"
+        self.reject(count == other, f"{other} fields, but line {first['line']} has {width} "
+                    f"({how} the label): every line must be the same")
+        return list(names) if width == full else [n for n in names if n != optional]
 
     def split(
         self,

@@ -7,6 +7,8 @@ hours_per_week, native_country, income. ``?`` = missing. Quirks: ``adult.test`` 
 line ``|1x3 Cross validator`` and its labels end in a dot (``>50K.``); both files end in an empty
 line. Label: income ``>50K``. The split is shipped (train / test); valid is a seeded random
 ``split.valid_ratio`` share of train. ``age_bucket`` uses the tutorial's age boundaries.
+When serving (``labels="optional"``), a file without the income column (14 fields on every
+line) is accepted too, and read without a label.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from ..split import random_split
-from ._rows import Rows, bad_rows_policy, bucket_labels, data_file, label_name
+from ._rows import Rows, bad_rows_policy, bucket_labels, data_file, label_name, labels_optional
 
 COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
@@ -30,11 +32,15 @@ LABELS = {">50K": 1, "<=50K": 0, ">50K.": 1, "<=50K.": 0}
 AGE_BOUNDARIES = (18, 25, 30, 35, 40, 45, 50, 55, 60, 65)
 
 
-def read_adult_file(path: Path, policy: str, label: str) -> pl.DataFrame:
+def read_adult_file(
+    path: Path, policy: str, label: str, labels: str = "required"
+) -> pl.DataFrame:
     rows = Rows.from_text(path, policy, comment="|")
-    rows.split(",", COLUMNS, strip=True, null_values=("", "?"))
+    names = rows.layout(",", COLUMNS, "income" if labels_optional(labels) else None)
+    rows.split(",", names, strip=True, null_values=("", "?"))
     rows.to_numbers(INTEGER)
-    rows.to_label("income", LABELS, label)
+    if "income" in names:
+        rows.to_label("income", LABELS, label)
     age_bucket = bucket_labels(pl.col("age"), AGE_BOUNDARIES).alias("age_bucket")
     return rows.finish().with_columns(age_bucket)
 

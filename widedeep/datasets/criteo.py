@@ -5,6 +5,8 @@ counts (may be empty = missing, may be negative, e.g. ``I2 = -1``), ``C1..C26`` 
 written as 8 hex characters (may be empty = missing). Trailing empty fields are kept, so every
 line has 39 tabs. The Kaggle ``train.txt``, its prefixes and the Criteo 1TB ``day_N`` files share
 this layout. There is no shipped split: the pipeline splits the rows as ``cfg.split`` says.
+When serving (``labels="optional"``), unlabeled files are accepted too: 39 fields, ``I1..I13``
+and ``C1..C26`` (the Kaggle ``test.txt``); the first line decides, and every line must match.
 """
 
 from __future__ import annotations
@@ -15,31 +17,38 @@ from typing import Any
 
 import polars as pl
 
-from ._rows import Rows, bad_rows_policy, data_file, label_name
+from ._rows import Rows, bad_rows_policy, data_file, label_name, labels_optional
 
 INTEGER = [f"I{i}" for i in range(1, 14)]
 CATEGORICAL = [f"C{i}" for i in range(1, 27)]
 COLUMNS = ["label", *INTEGER, *CATEGORICAL]
 
 
-def read_criteo(cfg: Mapping[str, Any], root: Path) -> pl.DataFrame:
-    """``files.train`` -> label (Int8), I1..I13 (Int64, null = missing), C1..C26 (String)."""
+def read_criteo(
+    cfg: Mapping[str, Any], root: Path, labels: str = "required"
+) -> pl.DataFrame:
+    """``files.train`` -> I1..I13 (Int64, null = missing), C1..C26 (String), label (Int8; absent
+    for an unlabeled file, accepted only with ``labels="optional"``)."""
     path, policy = data_file(cfg, root, "train"), bad_rows_policy(cfg)
-    fast = _read_well_formed(path, label_name(cfg))
+    optional = labels_optional(labels)
+    unlabeled = optional and _first_line_fields(path) == len(COLUMNS) - 1
+    fast = _read_well_formed(path, label_name(cfg), COLUMNS[1:] if unlabeled else COLUMNS)
     if fast is not None:
         return fast
     # Something is malformed: the line-by-line reader names the line (or skips and counts).
     rows = Rows.from_text(path, policy)
-    rows.split("\t", COLUMNS)
+    names = rows.layout("\t", COLUMNS, "label" if optional else None)
+    rows.split("\t", names)
     rows.to_numbers(INTEGER)
-    rows.to_label("label", {"0": 0, "1": 1}, label_name(cfg))
+    if "label" in names:
+        rows.to_label("label", {"0": 0, "1": 1}, label_name(cfg))
     return rows.finish()
 
 
-def _read_well_formed(path: Path, label: str) -> pl.DataFrame | None:
+def _read_well_formed(path: Path, label: str, columns: list[str]) -> pl.DataFrame | None:
     """polars' CSV reader with a strict schema: about twice as fast as checking every line, and
     it fails (-> None) on exactly what the checking reader would reject: a wrong field count, a
-    non-integer count or a label outside {0, 1}."""
+    non-integer count or a label outside {0, 1}. ``columns``: `COLUMNS`, or without the label."""
     schema = {
         "label": pl.Int8,
         **dict.fromkeys(INTEGER, pl.Int64),
@@ -50,20 +59,30 @@ def _read_well_formed(path: Path, label: str) -> pl.DataFrame | None:
             path,
             separator="\t",
             has_header=False,
-            new_columns=COLUMNS,
-            schema=schema,
+            new_columns=columns,
+            schema={c: schema[c] for c in columns},
             quote_char=None,
         )
     except (pl.exceptions.PolarsError, UnicodeDecodeError):
         return None
-    if frame.height == 0 or frame["label"].null_count() or not frame["label"].is_in([0, 1]).all():
+    if frame.height == 0:
+        return None
+    labelled = "label" in columns
+    if labelled and (frame["label"].null_count() or not frame["label"].is_in([0, 1]).all()):
         return None
     # polars fills a short line's missing trailing fields with nulls instead of failing; a line
-    # with too many fields does fail, so exactly 39 tabs a row <=> 39 * rows tabs in all.
-    if _count_tabs(path) != (len(COLUMNS) - 1) * frame.height:
+    # with too many fields does fail, so exactly 39 (38) tabs a row <=> 39 (38) * rows in all.
+    if _count_tabs(path) != (len(columns) - 1) * frame.height:
         return None
     # The same column order as the checking reader: features first, the label last.
-    return frame.select(*INTEGER, *CATEGORICAL, pl.col("label").alias(label))
+    kept = [pl.col("label").alias(label)] if labelled else []
+    return frame.select(*INTEGER, *CATEGORICAL, *kept)
+
+
+def _first_line_fields(path: Path, limit: int = 1 << 20) -> int:
+    """Tab-separated fields on the first line (its first MiB): 40 labelled, 39 unlabeled."""
+    with open(path, "rb") as f:
+        return f.readline(limit).count(b"\t") + 1
 
 
 def _count_tabs(path: Path, chunk: int = 1 << 24) -> int:

@@ -6,7 +6,8 @@ field order, as in all the NFM / BARS files. Indices are global; the feature map
 (``files.feature_map``, a TSV with header ``index field value``) names each index's field and
 raw value. Columns come out as the raw values (strings: ``user`` = the Frappe user id,
 ``daytime`` = ``morning``, ...), so vocabularies and error messages speak the data's language.
-Splits are shipped: ``files.train``, ``files.valid``, ``files.test``.
+Splits are shipped: ``files.train``, ``files.valid``, ``files.test``. When serving
+(``labels="optional"``), lines of field tokens only (no label token) are accepted too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from ._rows import STRICT, Rows, bad_rows_policy, data_file, label_name
+from ._rows import STRICT, Rows, bad_rows_policy, data_file, label_name, labels_optional
 
 LABELS = {"1": 1, "+1": 1, "-1": 0, "0": 0}
 
@@ -34,14 +35,18 @@ def read_feature_map(path: Path) -> dict[str, pl.DataFrame]:
 
 
 def read_libfm_file(
-    path: Path, fields: dict[str, pl.DataFrame], policy: str, label: str
+    path: Path, fields: dict[str, pl.DataFrame], policy: str, label: str,
+    labels: str = "required",
 ) -> pl.DataFrame:
-    """One libFM file -> one String column per field and the label (Int8)."""
+    """One libFM file -> one String column per field and the label (Int8; absent for lines
+    without a label token, accepted only with ``labels="optional"``)."""
     rows = Rows.from_text(path, policy)
     rows.frame = rows.frame.with_columns(
         pl.col("text").str.strip_chars().str.replace_all(r"\s+", " ").alias("_tokens")
     )
-    rows.split(" ", ["_label", *fields], source="_tokens")
+    optional = "_label" if labels_optional(labels) else None
+    names = rows.layout(" ", ["_label", *fields], optional, source="_tokens")
+    rows.split(" ", names, source="_tokens")
     for name, table in fields.items():
         parts = pl.col(name).str.split_exact(":", 1)
         index = parts.struct.field("field_0").cast(pl.Int64, strict=False)
@@ -53,8 +58,10 @@ def read_libfm_file(
         rows.reject(pl.col(f"_{name}").is_null(),
                     pl.format("index {} is not a value of field {} in the feature map", index,
                               pl.lit(name)))
-    rows.to_label("_label", LABELS, label)
-    rows.frame = rows.frame.select(*[pl.col(f"_{f}").alias(f) for f in fields], label)
+    if "_label" in names:
+        rows.to_label("_label", LABELS, label)
+    kept = [label] if "_label" in names else []
+    rows.frame = rows.frame.select(*[pl.col(f"_{f}").alias(f) for f in fields], *kept)
     return rows.finish()
 
 

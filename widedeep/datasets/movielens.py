@@ -9,6 +9,8 @@ dropped (it is the label). Side features: ``age_bucket`` (the MovieLens 1M age g
 field), ``first_genre`` (the first flag in u.item order, single-valued so it can be crossed) and
 ``release_year`` (null when the date is missing). ``timestamp`` is kept for a time split. There
 is no shipped split. Bad rows (a null id, a rating outside 1..5) are reported by 1-based row.
+When serving (``labels="optional"``), ratings without the ``rating`` column are accepted too,
+and read without a label.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ._rows import (
     bucket_labels,
     data_file,
     label_name,
+    labels_optional,
 )
 
 GENRES = [
@@ -54,16 +57,24 @@ def _parquet(
     return path, frame
 
 
-def read_movielens(cfg: Mapping[str, Any], root: Path) -> pl.DataFrame:
-    """Ratings joined with user and movie features; label Int8 = rating >= 4."""
+def read_movielens(
+    cfg: Mapping[str, Any], root: Path, labels: str = "required"
+) -> pl.DataFrame:
+    """Ratings joined with user and movie features; label Int8 = rating >= 4 (no label for
+    ratings without ``rating``, accepted only with ``labels="optional"``)."""
     policy, label = bad_rows_policy(cfg), label_name(cfg)
     columns = ["user_id", "movie_id", "rating", "timestamp"]
-    path, ratings = _parquet(cfg, root, "ratings", columns)
+    needed = [c for c in columns if c != "rating"] if labels_optional(labels) else columns
+    path, ratings = _parquet(cfg, root, "ratings", needed)
+    columns = [c for c in columns if c in ratings.columns]
     rows = Rows.from_frame(path, ratings.select(columns), policy)
     rows.reject(pl.col("user_id").is_null() | pl.col("movie_id").is_null(), "a null id")
-    rows.reject(~pl.col("rating").is_between(1, 5).fill_null(False),
-                pl.format("rating {} is not in 1..5", pl.col("rating")))
-    ratings = rows.finish().with_columns((pl.col("rating") >= 4).cast(pl.Int8).alias(label))
+    if "rating" in columns:
+        rows.reject(~pl.col("rating").is_between(1, 5).fill_null(False),
+                    pl.format("rating {} is not in 1..5", pl.col("rating")))
+    ratings = rows.finish()
+    if "rating" in columns:
+        ratings = ratings.with_columns((pl.col("rating") >= 4).cast(pl.Int8).alias(label))
 
     _, users = _parquet(cfg, root, "users", ["user_id", "age", "gender", "occupation", "zip_code"])
     users = users.select(
@@ -82,7 +93,7 @@ def read_movielens(cfg: Mapping[str, Any], root: Path) -> pl.DataFrame:
         release.dt.year().alias("release_year"),
     )
     return (
-        ratings.drop("rating")
+        ratings.drop("rating", strict=False)
         .join(users, on="user_id", how="left", maintain_order="left")
         .join(items, on="movie_id", how="left", maintain_order="left")
     )
