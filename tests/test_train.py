@@ -148,3 +148,65 @@ def test_every_experiment_composes_and_validates(experiment):
         from widedeep.bench import plan
 
         assert plan(cfg.bench), experiment
+
+
+def test_reduce_lr_on_plateau_decays_after_each_non_improving_validation():
+    from types import SimpleNamespace
+
+    from widedeep.lit import ReduceLROnPlateau
+
+    wide = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    deep = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    trainer = SimpleNamespace(
+        state=SimpleNamespace(fn="fit"), sanity_checking=False, optimizers=[wide, deep]
+    )
+    plateau = ReduceLROnPlateau("val/auc", factor=0.5, min_lr=2e-4)
+    for auc in (0.70, 0.72, 0.71, 0.72, 0.73, 0.60):
+        trainer.callback_metrics = {"val/auc": torch.tensor(auc)}
+        plateau.on_validation_end(trainer, None)
+    # 0.71 and 0.72 (not above the best, 0.72) and 0.60 did not improve: three halvings,
+    # the deep rate stopping at min_lr.
+    assert wide.param_groups[0]["lr"] == pytest.approx(0.1 / 8)
+    assert deep.param_groups[0]["lr"] == pytest.approx(2e-4)
+    assert plateau.state_dict() == {"best": pytest.approx(0.73)}
+    with pytest.raises(ValueError, match="factor"):
+        ReduceLROnPlateau("val/auc", factor=1.5)
+
+
+def test_monitor_and_plateau_in_a_run(tmp_path):
+    from widedeep.checkpoint import load_checkpoint
+
+    overrides = [
+        *TINY,
+        "trainer.max_epochs=3",
+        "trainer.patience=5",
+        "trainer.monitor=auc_minus_logloss",
+        # min_delta 1: no validation after the first counts as an improvement, so the
+        # schedule is known: one halving per later epoch.
+        "trainer.reduce_lr_on_plateau={factor: 0.5, min_delta: 1.0}",
+        "trainer.logger=csv",
+        "optim=adam",
+    ]
+    cfg = compose_config(overrides, output_dir=str(tmp_path))
+    train(cfg)
+    log = pl.read_csv(tmp_path / "logs" / "metrics.csv")
+    rows = log.filter(pl.col("val/auc_minus_logloss").is_not_null())
+    assert rows.height >= 3
+    expected = (rows["val/auc"] - rows["val/logloss"]).to_numpy()
+    assert rows["val/auc_minus_logloss"].to_numpy() == pytest.approx(expected, abs=1e-6)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt", "resume")
+    lrs = [g["lr"] for opt in state["optimizer_states"] for g in opt["param_groups"]]
+    assert len(lrs) == 2 and lrs == pytest.approx([1e-3 * 0.5**2] * 2)
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.ckpt", "resume")
+    checkpoints = [v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert {c["monitor"] for c in checkpoints} >= {"val/auc_minus_logloss"}
+
+
+def test_bad_plateau_and_monitor_settings_are_named():
+    for override, key in [
+        ("trainer.monitor=loss", "trainer.monitor"),
+        ("trainer.reduce_lr_on_plateau={factor: 2}", "trainer.reduce_lr_on_plateau.factor"),
+        ("trainer.reduce_lr_on_plateau={patience: 1}", "trainer.reduce_lr_on_plateau"),
+    ]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            validate(compose_config([override]))

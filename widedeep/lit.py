@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +23,8 @@ from .features import Schema
 from .model import WideDeep
 from .optim import SPARSE_CAPABLE, build_optimizer, build_scheduler
 from .wide import WideTower
+
+log = logging.getLogger("widedeep")
 
 KINDS = ("wide", "deep", "wide_deep")
 # The global RNG state (dropout's) in a checkpoint: Lightning does not save it.
@@ -244,6 +248,14 @@ class WideDeepModule(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, self.val_auc, self.val_logloss, "val")
 
+    def on_validation_epoch_end(self) -> None:
+        # BARS/FuxiCTR's model selection metric ({AUC: 1, logloss: -1}), for trainer.monitor.
+        # The metric objects, not callback_metrics: those hold this epoch's values only after
+        # this hook. compute() syncs across DDP ranks and is cached for Lightning's own logging.
+        if self.val_auc.update_count:
+            score = self.val_auc.compute() - self.val_logloss.compute()
+            self.log("val/auc_minus_logloss", score, on_step=False, on_epoch=True)
+
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, self.test_auc, self.test_logloss, "test")
 
@@ -287,3 +299,44 @@ class LatestCheckpoint(ModelCheckpoint):
         done = trainer.fit_loop.epoch_loop.total_batch_idx + 1
         if self.every_n_steps and done % self.every_n_steps == 0:
             trainer.save_checkpoint(self.format_checkpoint_name({}), weights_only=False)
+
+
+class ReduceLROnPlateau(pl.Callback):
+    """Multiply every optimizer's learning rate by ``factor`` (not below ``min_lr``) after each
+    validation whose ``monitor`` (higher is better) did not beat its best by ``min_delta``.
+
+    The schedule of BARS/FuxiCTR, whose benchmark numbers use it with early stopping: training
+    goes on from the current weights at a tenth of the rate. Works on both towers' optimizers
+    under manual optimization (FTRL's alpha is its ``lr``). The best value is checkpointed, the
+    rates live in the optimizers' state, so a resumed run continues the schedule.
+    """
+
+    def __init__(
+        self, monitor: str, factor: float = 0.1, min_lr: float = 1e-6, min_delta: float = 1e-6
+    ) -> None:
+        if not 0 < factor < 1:
+            raise ValueError(f"trainer.reduce_lr_on_plateau.factor={factor}: must be in (0, 1)")
+        if min_lr < 0:
+            raise ValueError(f"trainer.reduce_lr_on_plateau.min_lr={min_lr}: must be >= 0")
+        self.monitor, self.factor, self.min_lr, self.min_delta = monitor, factor, min_lr, min_delta
+        self.best = -math.inf
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Only validations inside fit: not the sanity check, nor a later trainer.validate().
+        fitting = trainer.state.fn == "fit"
+        if not fitting or trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        if value > self.best + self.min_delta:
+            self.best = value
+            return
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = max(group["lr"] * self.factor, self.min_lr)
+        log.info("%s did not improve (%.6f): learning rates x %g", self.monitor, value, self.factor)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.best = state_dict["best"]

@@ -55,6 +55,19 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.deep.hidden={hidden}: expected a list of positive ints")
     _check(cfg, "trainer.max_epochs", int, *positive)
     _check(cfg, "trainer.patience", int, lambda v: v >= 0, "must be >= 0")
+    monitors = ("auc", "auc_minus_logloss")
+    _check(cfg, "trainer.monitor", str, lambda v: v in monitors, f"must be one of {monitors}")
+    plateau = cfg.trainer.get("reduce_lr_on_plateau")
+    if plateau is not None:
+        if not OmegaConf.is_dict(plateau) or set(plateau) - {"factor", "min_lr", "min_delta"}:
+            raise ConfigError(
+                f"trainer.reduce_lr_on_plateau={plateau}: expected null or "
+                "{factor: 0.1, min_lr: 1e-6, min_delta: 1e-6} (each optional)"
+            )
+        bounds = {"factor": (lambda v: 0 < v < 1, "must be in (0, 1)")}
+        for key in plateau:
+            test, need = bounds.get(key, (lambda v: v >= 0, "must be >= 0"))
+            _check(cfg, f"trainer.reduce_lr_on_plateau.{key}", (int, float), test, need)
     _check(
         cfg,
         "trainer.logger",
@@ -92,7 +105,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from . import distributed
     from .checkpoint import load_checkpoint, resume_path
     from .datamodule import WideDeepDataModule
-    from .lit import LatestCheckpoint, WideDeepModule
+    from .lit import LatestCheckpoint, ReduceLROnPlateau, WideDeepModule
     from .predict import predict_split
 
     validate(cfg)
@@ -130,10 +143,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         deep=model_cfg["deep"],
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
     )
+    monitor = f"val/{cfg.trainer.get('monitor', 'auc')}"
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints",
         filename="best",
-        monitor="val/auc",
+        monitor=monitor,
         mode="max",
         enable_version_counter=False,
     )
@@ -142,11 +156,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Also every trainer.checkpoint_every_n_steps batches, so a run killed mid-epoch resumes.
     latest = LatestCheckpoint(out / "checkpoints", cfg.trainer.get("checkpoint_every_n_steps"))
     stopping = EarlyStopping(
-        monitor="val/auc",
+        monitor=monitor,
         mode="max",
         patience=cfg.trainer.patience,
         min_delta=cfg.trainer.min_delta,
     )
+    callbacks = [checkpoint, latest, stopping]
+    plateau = cfg.trainer.get("reduce_lr_on_plateau")
+    if plateau:
+        callbacks.append(ReduceLROnPlateau(monitor, **OmegaConf.to_container(plateau)))
     trainer = pl.Trainer(
         max_epochs=cfg.trainer.max_epochs,
         accelerator=cfg.trainer.accelerator,
@@ -160,7 +178,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         enable_progress_bar=cfg.trainer.progress_bar,
         enable_model_summary=False,
         logger=_logger(cfg.trainer.logger, out),
-        callbacks=[checkpoint, latest, stopping],
+        callbacks=callbacks,
         default_root_dir=out,
     )
     fit_start = time.perf_counter()
