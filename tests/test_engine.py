@@ -11,23 +11,32 @@ from conftest import random_batch
 from widedeep import DeepTower, WideDeep, WideTower
 from widedeep.train import compose_config, train
 
-TINY = ["data.generator.n_rows=6000", "trainer.progress_bar=false", "trainer.logger=none",
-        "data.batch_size=512", "trainer.patience=10"]
+TINY = [
+    "data.generator.n_rows=6000",
+    "trainer.progress_bar=false",
+    "trainer.logger=none",
+    "data.batch_size=512",
+    "trainer.patience=10",
+]
 
 
 def _pair(schema, sparse_min_rows):
     torch.manual_seed(0)
     return WideDeep(
         WideTower(schema, bias=False, sparse_min_rows=sparse_min_rows),
-        DeepTower(schema, embedding_dim=4, hidden=(8,), bias=False,
-                  sparse_min_rows=sparse_min_rows),
+        DeepTower(
+            schema, embedding_dim=4, hidden=(8,), bias=False, sparse_min_rows=sparse_min_rows
+        ),
     )
 
 
-@pytest.mark.parametrize("make_opt", [
-    lambda p: torch.optim.SGD(p, lr=0.5),
-    lambda p: torch.optim.Adagrad(p, lr=0.1),
-])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.5),
+        lambda p: torch.optim.Adagrad(p, lr=0.1),
+    ],
+)
 def test_sparse_and_dense_gradients_train_identically(schema, make_opt):
     dense, sparse = _pair(schema, None), _pair(schema, 0)
     assert sparse.wide.weights.sparse and not dense.wide.weights.sparse
@@ -54,13 +63,20 @@ def test_dense_only_optimizer_on_sparse_tables_is_refused(tmp_path):
 def test_resume_restores_both_optimizers_exactly(tmp_path):
     """FTRL (wide) and AdaGrad (deep) both carry per-coordinate state: a resumed run matches an
     uninterrupted one only if both states come back. Tolerance 1e-6: same ops, same order."""
-    common = [*TINY, "optim=paper", "trainer.limit_train_batches=4",
-              "optim.scheduler={name: step, step_size: 1, gamma: 0.5}"]
+    common = [
+        *TINY,
+        "optim=paper",
+        "trainer.limit_train_batches=4",
+        "optim.scheduler={name: step, step_size: 1, gamma: 0.5}",
+    ]
     full = train(compose_config([*common, "trainer.max_epochs=3"], str(tmp_path / "full")))
     train(compose_config([*common, "trainer.max_epochs=2"], str(tmp_path / "part")))
-    resumed = train(compose_config(
-        [*common, "trainer.max_epochs=3", f"resume_from={tmp_path}/part/checkpoints/last.ckpt"],
-        str(tmp_path / "resumed")))
+    resumed = train(
+        compose_config(
+            [*common, "trainer.max_epochs=3", f"resume_from={tmp_path}/part/checkpoints/last.ckpt"],
+            str(tmp_path / "resumed"),
+        )
+    )
     a = torch.load(tmp_path / "full/checkpoints/last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
@@ -115,13 +131,33 @@ def test_embedding_l2_is_the_bars_penalty_on_whole_tables():
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"name": "ftrl", "lr": 0.1, "embedding_l2": 0.1}, "coupled weight decay"),
-    ({"name": "adam", "lr": 0.1, "embedding_l2": -1.0}, "must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"name": "ftrl", "lr": 0.1, "embedding_l2": 0.1}, "coupled weight decay"),
+        ({"name": "adam", "lr": 0.1, "embedding_l2": -1.0}, "must be >= 0"),
+    ],
+)
 def test_embedding_l2_rejects_what_cannot_work(settings, message):
     from widedeep.optim import build_optimizer
 
     p = torch.nn.Parameter(torch.zeros(2, 2))
     with pytest.raises(ValueError, match=message):
         build_optimizer([p], settings, tables={id(p)})
+
+
+def test_sparse_adam_passes_fused_to_the_dense_adam_only(schema):
+    from widedeep.lit import WideDeepModule
+
+    settings = {"name": "sparse_adam", "lr": 1e-3, "fused": True}
+    module = WideDeepModule(
+        schema=schema.to_dict(),
+        kind="wide_deep",
+        wide={"sparse_min_rows": 0},
+        deep={"embedding_dim": 4, "hidden": [8], "sparse_min_rows": 0},
+        optim={"wide": settings, "deep": settings},
+    )
+    optimizers, _ = module.configure_optimizers()
+    kinds = sorted(type(o).__name__ for o in optimizers)
+    assert kinds == ["Adam", "Adam", "SparseAdam", "SparseAdam"]
+    assert all(o.defaults["fused"] for o in optimizers if isinstance(o, torch.optim.Adam))

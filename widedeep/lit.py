@@ -25,6 +25,9 @@ from .optim import SPARSE_CAPABLE, build_optimizer, build_scheduler
 from .wide import WideTower
 
 log = logging.getLogger("widedeep")
+# Adam options SparseAdam does not take: with optim.X.name=sparse_adam they go to the Adam of
+# the tower's dense parameters only.
+DENSE_ONLY = ("fused", "foreach")
 
 KINDS = ("wide", "deep", "wide_deep")
 # The global RNG state (dropout's) in a checkpoint: Lightning does not save it.
@@ -144,8 +147,9 @@ class WideDeepModule(pl.LightningModule):
                         "(set model.{tower}.sparse_min_rows)"
                     )
                 # SparseAdam takes sparse gradients only: the tower's dense parameters (MLP,
-                # bias) get Adam with the same settings.
-                optimizers.append(build_optimizer(sparse_params, settings, who))
+                # bias) get Adam with the same settings; fused/foreach are Adam's alone.
+                sparse_settings = {k: v for k, v in settings.items() if k not in DENSE_ONLY}
+                optimizers.append(build_optimizer(sparse_params, sparse_settings, who))
                 if dense_params:
                     optimizers.append(
                         build_optimizer(dense_params, {**settings, "name": "adam"}, who)
