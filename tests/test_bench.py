@@ -126,13 +126,13 @@ def test_bench_end_to_end_on_tiny_synthetic_data(tmp_path):
 
 
 def test_single_class_slice_has_no_auc_but_a_log_loss():
-    from widedeep.report import _slice_scores
+    from widedeep.bench import scores
 
     logit = np.array([2.0, 0.0, -1.0])
-    clicks = _slice_scores(np.ones(3), logit)
+    clicks = scores(np.ones(3), logit)
     assert np.isnan(clicks["auc"])
     expected = -np.mean(np.log(1 / (1 + np.exp(-logit))))
     assert clicks["logloss"] == pytest.approx(expected)
-    mixed = _slice_scores(np.array([1.0, 0.0, 0.0]), logit)
+    mixed = scores(np.array([1.0, 0.0, 0.0]), logit)
     assert mixed["auc"] == 1.0
-    assert np.isnan(_slice_scores(np.array([]), np.array([]))["logloss"])
+    assert np.isnan(scores(np.array([]), np.array([]))["logloss"])

@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import random_batch
 
+from widedeep.checkpoint import model_from_checkpoint
 from widedeep.data import BatchLoader
 from widedeep.export import example_batch, export_model, export_program, load_exported, main
 from widedeep.lit import build_model
 from widedeep.pipeline import load_data
-from widedeep.serve import load_model
 from widedeep.train import compose_config, train
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "load_exported.py"
@@ -56,7 +56,7 @@ def exported(tmp_path_factory) -> tuple[Path, Path, dict]:
 
 def test_exported_checkpoint_matches_eager_on_a_test_batch(exported):
     run, path, data_cfg = exported
-    model, _ = load_model(run / "checkpoints" / "best.ckpt")
+    model, _ = model_from_checkpoint(run / "checkpoints" / "best.ckpt")
     program, meta = load_exported(path)
     assert meta["outputs"] == ["logit", "wide_logit", "deep_logit"]
     batch = next(iter(BatchLoader(load_data(data_cfg).splits["test"], 200)))

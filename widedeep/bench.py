@@ -109,10 +109,18 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def scores(label: np.ndarray, logit: np.ndarray) -> dict[str, float]:
+    """Test AUC and log loss. AUC is undefined (NaN) when the rows hold one class only (on
+    Frappe, pairs seen often in training are all clicks); both are NaN for no rows."""
     from sklearn.metrics import log_loss, roc_auc_score
 
+    if len(label) == 0:
+        return {"auc": math.nan, "logloss": math.nan}
     prob = np.clip(_sigmoid(logit), 1e-7, 1 - 1e-7)
-    return {"auc": float(roc_auc_score(label, logit)), "logloss": float(log_loss(label, prob))}
+    both = 0 < np.mean(label) < 1
+    return {
+        "auc": float(roc_auc_score(label, logit)) if both else math.nan,
+        "logloss": float(log_loss(label, prob, labels=[0, 1])),
+    }
 
 
 def ensemble_logits(wide: pl.DataFrame, deep: pl.DataFrame) -> dict[str, dict[str, np.ndarray]]:

@@ -27,11 +27,12 @@ from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
 from .batch import Batch, random_batch
+from .checkpoint import model_from_checkpoint
 from .errors import report_user_error
 from .features import Schema
 from .io import atomic_write
 from .model import WideDeep
-from .serve import checkpoint_paths, load_model
+from .serve import checkpoint_paths
 
 META = "widedeep.json"
 OUTPUTS = ("logit", "wide_logit", "deep_logit")
@@ -84,7 +85,7 @@ def export_model(checkpoint: str | Path, path: str | Path) -> Path:
     if out.suffix != ".pt2":  # torch.export.load expects the suffix (it warns otherwise)
         raise ValueError(f"{out}: an exported program's file name must end in .pt2")
     ckpt, _ = checkpoint_paths(checkpoint)
-    model, hp = load_model(ckpt)
+    model, hp = model_from_checkpoint(ckpt)
     schema = Schema.from_dict(hp["schema"])
     example = example_batch(schema)
     program = export_program(model, example)

@@ -126,9 +126,9 @@ class WideDeepModule(pl.LightningModule):
         return groups
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
-        sparse = {
-            id(m.weight) for m in self.model.modules() if isinstance(m, FieldEmbedding) and m.sparse
-        }
+        embeddings = [m for m in self.model.modules() if isinstance(m, FieldEmbedding)]
+        tables = {id(m.weight) for m in embeddings}
+        sparse = {id(m.weight) for m in embeddings if m.sparse}
         optimizers = []
         for tower, params in self.tower_parameters().items():
             settings, who = dict(self.optim_cfg[tower]), f"optim.{tower}"
@@ -160,9 +160,6 @@ class WideDeepModule(pl.LightningModule):
                         f"{who}: embedding_l2 does not work with sparse gradients; "
                         f"unset model.{tower}.sparse_min_rows"
                     )
-                tables = {
-                    id(m.weight) for m in self.model.modules() if isinstance(m, FieldEmbedding)
-                }
                 optimizers.append(build_optimizer(params, settings, who, tables=tables))
         schedulers = [build_scheduler(opt, self.optim_cfg.get("scheduler")) for opt in optimizers]
         return optimizers, [s for s in schedulers if s is not None]

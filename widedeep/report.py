@@ -102,18 +102,6 @@ def _main_predictions(cfg: Any, results: pl.DataFrame, runs_dir: Path, seed: int
     return out
 
 
-def _slice_scores(label: np.ndarray, logit: np.ndarray) -> dict[str, float]:
-    """AUC and log loss of one slice; AUC is undefined (NaN) when the slice has one class only
-    (on Frappe, pairs seen often in training are all clicks), log loss only when it is empty."""
-    if len(label) == 0:
-        return {"auc": math.nan, "logloss": math.nan}
-    if 0 < label.mean() < 1:
-        return scores(label, logit)
-    prob = np.clip(1 / (1 + np.exp(-logit.astype(np.float64))), 1e-7, 1 - 1e-7)
-    loss = -np.mean(label * np.log(prob) + (1 - label) * np.log1p(-prob))
-    return {"auc": math.nan, "logloss": float(loss)}
-
-
 def slice_table(cfg: Any, results: pl.DataFrame, runs_dir: Path) -> pl.DataFrame:
     """AUC, log loss and (for the joint model) each tower's mean |logit| per frequency slice."""
     sl = cfg.bench.slices
@@ -128,7 +116,7 @@ def slice_table(cfg: Any, results: pl.DataFrame, runs_dir: Path) -> pl.DataFrame
             mask = labels == name
             y = preds["label"][mask]
             for arm in ("wide", "deep", "joint", "ens_best"):
-                s = _slice_scores(y, preds[arm][mask])
+                s = scores(y, preds[arm][mask])
                 rows.append(
                     {
                         "seed": seed,

@@ -40,7 +40,7 @@ import polars as pl
 from omegaconf import OmegaConf
 
 from . import cache
-from .checkpoint import load_checkpoint
+from .checkpoint import model_from_checkpoint
 from .data import ColumnarData
 from .datasets import READERS
 from .datasets._rows import BadInputError, bad_rows_policy, collect_bad_rows, data_file, label_name
@@ -52,7 +52,6 @@ from .datasets.movielens import read_movielens
 from .errors import report_user_error
 from .features import Schema
 from .io import atomic_write
-from .lit import build_model
 from .model import WideDeep
 from .pipeline import data_root
 from .predict import predict_split
@@ -69,8 +68,11 @@ DEFAULTS = {
     "batch_size": None,
 }
 # Readers whose one data file we swap for the input (MovieLens keeps its side tables).
-SWAP_FILE = {"criteo": ("train", read_criteo), "avazu": ("train", read_avazu),
-             "movielens": ("ratings", read_movielens)}
+SWAP_FILE = {
+    "criteo": ("train", read_criteo),
+    "avazu": ("train", read_avazu),
+    "movielens": ("ratings", read_movielens),
+}
 # Serving input need not have labels (the readers' default, for training, is "required").
 LABELS = "optional"
 TABLE = "table"
@@ -86,19 +88,6 @@ def checkpoint_paths(checkpoint: str | Path) -> tuple[Path, Path]:
         raise FileNotFoundError(f"checkpoint {path}: no such file")
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     return path, run
-
-
-def load_model(checkpoint: Path) -> tuple[WideDeep, dict[str, Any]]:
-    """The eval-mode model of a Lightning checkpoint, and its hyper-parameters."""
-    # The project's safe loader: weights_only, and a one-line error for a foreign file.
-    state = load_checkpoint(checkpoint, "inference")
-    hp, weights = state["hyper_parameters"], state["state_dict"]
-    schema = Schema.from_dict(hp["schema"])
-    model = build_model(schema, hp["kind"], hp.get("wide") or {}, hp.get("deep") or {})
-    model.load_state_dict(
-        {k[len("model.") :]: v for k, v in weights.items() if k.startswith("model.")}
-    )
-    return model.eval(), dict(hp)
 
 
 def load_preprocessor(run: Path, data_cfg: Mapping[str, Any]) -> Preprocessor:
@@ -170,7 +159,7 @@ class Predictor:
         if not config.is_file():
             raise FileNotFoundError(f"{config}: no such file (the run's resolved config)")
         data_cfg = OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)
-        model, hp = load_model(path)
+        model, hp = model_from_checkpoint(path)
         pre = load_preprocessor(run, data_cfg)
         if pre.schema != Schema.from_dict(hp["schema"]):
             raise ValueError(

@@ -143,7 +143,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         deep=model_cfg["deep"],
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
     )
-    monitor = f"val/{cfg.trainer.get('monitor', 'auc')}"
+    monitor = f"val/{cfg.trainer.monitor}"
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints",
         filename="best",
