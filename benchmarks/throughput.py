@@ -21,6 +21,7 @@ the same file is the worker in both venvs, and each row imports its own framewor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import itertools
@@ -30,10 +31,12 @@ import os
 import platform
 import resource
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -189,6 +192,8 @@ class Settings:
     warmup: int = 10
     steps: int | None = None  # at most this many training steps (the smoke test)
     infer_rows: int | None = None  # rows scored in the inference pass (None: all)
+    infer_passes: int = 3  # inference passes; the median one is reported
+    system_malloc: bool = False  # widedeep and hand-written rows without keep_freed_memory
     peer_workers: int | None = None  # pytorch-widedeep's DataLoader workers (None: its default)
     seed: int = 0
     lr: float = LR
@@ -257,17 +262,30 @@ def cardinalities() -> list[int]:
 # -- measuring inside a worker -------------------------------------------------------------------
 
 
+Interval = tuple[float, float]
+
+
+def active_seconds(start: float, end: float, running: Sequence[Interval] | None) -> float:
+    """Seconds of [start, end] (``time.monotonic``, the same clock in every process) during
+    which the row's process ran: all of it, or its overlap with ``running`` when the parent
+    interleaved the rows (``--interleave``) and stopped this one in between."""
+    if running is None:
+        return end - start
+    return sum(max(0.0, min(end, b) - max(start, a)) for a, b in running)
+
+
 @dataclass
 class StepClock:
-    """Wall-clock time at the end of every training step, and optionally the time spent inside
-    forward, backward and the optimizer step(s) of that step.
+    """``time.monotonic()`` at the end of every training step, and optionally the time spent
+    inside forward, backward and the optimizer step(s) of that step.
 
     Steady state: the steps after ``warmup`` (first-step allocation, lazy optimizer state and
     compilation land there), timed from the end of the last warm-up step, so that everything
-    between two steps (the data slicing, the framework's loop) counts.
+    between two steps (the data slicing, the framework's loop) counts. The worker records; the
+    parent summarizes, since only it knows when it stopped the process (``--interleave``).
     """
 
-    launched: float  # time.time() when the parent started this process
+    launched: float  # time.monotonic() when the parent started this process
     batch_size: int
     rows: int
     warmup: int
@@ -276,44 +294,54 @@ class StepClock:
     first_step_at: float | None = None
 
     def step_done(self, inside: tuple[float, float, float] | None = None) -> None:
-        self.ends.append(time.perf_counter())
+        self.ends.append(time.monotonic())
         self.inside.append(inside)
         if self.first_step_at is None:
-            self.first_step_at = time.time()
+            self.first_step_at = self.ends[-1]
 
     def size(self, step: int) -> int:
         return max(0, min(self.batch_size, self.rows - step * self.batch_size))
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, running: Sequence[Interval] | None = None) -> dict[str, Any]:
+        """Steady samples/s over the time the process ran; a step the parent paused the
+        process in is counted by its running time, and left out of the per-step figures."""
         steps = len(self.ends)
         if steps < 2:
             raise RuntimeError(f"only {steps} training step(s): too few to time")
         warmup = max(1, min(self.warmup, steps // 3))
-        seconds = self.ends[-1] - self.ends[warmup - 1]
+        ends = self.ends[warmup - 1 :]
+        wall = np.diff(ends)
+        ran = np.array([active_seconds(a, b, running) for a, b in itertools.pairwise(ends)])
+        whole = ran >= wall - 1e-4  # steps not cut by a pause
         samples = sum(self.size(k) for k in range(warmup, steps))
         out: dict[str, Any] = {
             "steps": steps,
             "warmup_steps": warmup,
             "steady_steps": steps - warmup,
             "steady_samples": samples,
-            "steady_seconds": seconds,
-            "samples_per_s": samples / seconds,
+            "steady_seconds": float(ran.sum()),
+            "samples_per_s": samples / float(ran.sum()),
+            "paused_steps": int((~whole).sum()),
             # Robust to a burst of other load within the run: the median steady step.
-            "median_step_ms": float(np.median(np.diff(self.ends[warmup - 1 :]))) * 1e3,
-            "time_to_first_step_s": (self.first_step_at or 0.0) - self.launched,
+            "median_step_ms": float(np.median(wall[whole])) * 1e3,
+            "time_to_first_step_s": active_seconds(
+                self.launched, self.first_step_at or self.launched, running
+            ),
         }
-        breakdown = self._breakdown(warmup)
+        breakdown = self._breakdown(warmup, wall, whole)
         if breakdown:
             out["breakdown_ms_per_step"] = breakdown
         return out
 
-    def _breakdown(self, warmup: int) -> dict[str, float] | None:
-        """Mean ms per steady step in forward, backward, optimizer step and everything else."""
+    def _breakdown(
+        self, warmup: int, wall: np.ndarray, whole: np.ndarray
+    ) -> dict[str, float] | None:
+        """Mean ms per steady, unpaused step in forward, backward, optimizer step and the rest."""
         parts = self.inside[warmup:]
-        if not parts or any(p is None for p in parts):
+        if not parts or any(p is None for p in parts) or not whole.any():
             return None
-        totals = np.diff(np.asarray(self.ends[warmup - 1 :])) * 1e3
-        inside = np.asarray(parts, dtype=np.float64) * 1e3  # (steps, 3)
+        totals = wall[whole] * 1e3
+        inside = np.asarray(parts, dtype=np.float64)[whole] * 1e3  # (steps, 3)
         outside = totals - inside.sum(1)
         return {
             "total": float(totals.mean()),
@@ -325,13 +353,29 @@ class StepClock:
         }
 
 
-def time_inference(predict: Callable[[int], None], rows: int, eval_batch: int) -> dict[str, Any]:
-    """Samples/s of one pass over ``rows`` rows, after one warm-up batch."""
+def time_inference(
+    predict: Callable[[int], None], rows: int, eval_batch: int, passes: int
+) -> dict[str, Any]:
+    """``passes`` passes over ``rows`` rows after one warm-up batch: each pass's start and end
+    (monotonic) and its page faults per batch."""
     predict(min(rows, eval_batch))
-    start = time.perf_counter()
-    predict(rows)
-    seconds = time.perf_counter() - start
-    return {"rows": rows, "seconds": seconds, "samples_per_s": rows / seconds}
+    out: list[dict[str, float]] = []
+    for _ in range(passes):
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.monotonic()
+        predict(rows)
+        end = time.monotonic()
+        # Fresh memory for every batch's activations (an allocator handing pages back to the
+        # kernel after each batch) costs as much as a layer's matmul here: worth seeing.
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        out.append({"start": start, "end": end, "faults_per_batch": faults * eval_batch / rows})
+    return {"rows": rows, "passes": out}
+
+
+def inference_summary(raw: dict[str, Any], running: Sequence[Interval] | None) -> dict[str, Any]:
+    """Samples/s of the median pass, counting only the time the process ran."""
+    rates = [raw["rows"] / active_seconds(p["start"], p["end"], running) for p in raw["passes"]]
+    return {**raw, "pass_samples_per_s": rates, "samples_per_s": float(np.median(rates))}
 
 
 def peak_rss_mib() -> float:
@@ -398,9 +442,11 @@ def run_widedeep(
     import torch
     from omegaconf import OmegaConf
 
-    from widedeep import BatchLoader, CategoricalField, ColumnarData, Schema
+    from widedeep import BatchLoader, CategoricalField, ColumnarData, Schema, keep_freed_memory
     from widedeep.lit import WideDeepModule
     from widedeep.predict import predict_split
+
+    keep_freed_memory()  # as widedeep-train and widedeep-predict do at start
 
     cfg = widedeep_config(spec)
     schema = Schema(
@@ -457,7 +503,7 @@ def run_widedeep(
         with torch.compiler.set_stance("force_eager"):
             predict_split(module.model, full if n == rows else columns(n), s.eval_batch_size)
 
-    inference = time_inference(predict, rows, s.eval_batch_size)
+    inference = time_inference(predict, rows, s.eval_batch_size, s.infer_passes)
     params = sum(p.numel() for p in module.model.parameters())
     return inference, params
 
@@ -556,7 +602,7 @@ def run_handwritten(
 
     rows = s.infer_rows or len(label)
     params = sum(p.numel() for p in model.parameters())
-    return time_inference(predict, rows, s.eval_batch_size), params
+    return time_inference(predict, rows, s.eval_batch_size, s.infer_passes), params
 
 
 # -- the peers -----------------------------------------------------------------------------------
@@ -570,7 +616,7 @@ def run_peer(
     row = module.Row(data, cardinalities(), asdict(s))
     row.train(clock.rows, clock.step_done)
     rows = s.infer_rows or len(data["label"])
-    return time_inference(row.predict, rows, s.eval_batch_size), row.num_params
+    return time_inference(row.predict, rows, s.eval_batch_size, s.infer_passes), row.num_params
 
 
 RUNNERS = {"widedeep": run_widedeep, "hand-written": run_handwritten}
@@ -595,8 +641,8 @@ def worker(spec: RowSpec, data_dir: Path, s: Settings, launched: float) -> dict[
         "reference": spec.reference,
         "train_rows": rows,
         "params": params,
-        "train": clock.summary(),
-        "inference": inference,
+        "clock": asdict(clock),  # summarized by the parent (see StepClock)
+        "inference_raw": inference,
         "peak_rss_mib": peak_rss_mib(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -677,41 +723,169 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_row(spec: RowSpec, python: Path, data_dir: Path, s: Settings, logs: Path) -> dict[str, Any]:
-    """The row in a fresh subprocess; its result, or its error and the end of its log."""
-    result = logs / f"{spec.name}.json"
-    log = logs / f"{spec.name}.log"
+@dataclass
+class Launched:
+    """A row's worker process, and the intervals during which the parent let it run."""
+
+    spec: RowSpec
+    proc: subprocess.Popen[bytes]
+    result: Path
+    log: Path
+    resumed: float | None  # when it last began to run; None while stopped
+    running: list[Interval] = field(default_factory=list)
+
+
+def launch(spec: RowSpec, python: Path, data_dir: Path, s: Settings, logs: Path) -> Launched:
+    """Start the row in a fresh process, in its own process group (its DataLoader or compile
+    workers included, so that stopping the group stops all of it)."""
+    result, log = logs / f"{spec.name}.json", logs / f"{spec.name}.log"
     result.unlink(missing_ok=True)
-    load_before = os.getloadavg()[0]
-    busy_before, ours_before, started = busy_cpu_seconds(), children_cpu_seconds(), time.time()
     cmd = [str(python), str(Path(__file__).resolve()), "--worker", spec.name]
     cmd += ["--data", str(data_dir), "--result", str(result), "--settings", json.dumps(asdict(s))]
-    cmd += ["--launched", repr(time.time())]
+    launched = time.monotonic()
+    cmd += ["--launched", repr(launched)]
     with log.open("w") as out:
-        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT).returncode
-    if code != 0 or not result.exists():
-        tail = log.read_text(errors="replace").strip().splitlines()[-12:]
-        return {"row": spec.name, "system": spec.system, "error": "\n".join(tail), "log": str(log)}
-    wall = time.time() - started
-    others = (busy_cpu_seconds() - busy_before) - (children_cpu_seconds() - ours_before)
-    out = json.loads(result.read_text())
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+            env=row_environment(spec, s),
+        )
+    return Launched(spec, proc, result, log, resumed=launched)
+
+
+# widedeep.keep_freed_memory's settings, as glibc reads them from the environment at start: the
+# hand-written rows (which do not import widedeep) get the same allocator as widedeep's rows.
+KEEP_FREED_MEMORY_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+}
+
+
+def row_environment(spec: RowSpec, s: Settings) -> dict[str, str]:
+    """widedeep rows call keep_freed_memory() as widedeep's CLIs do, and the hand-written rows
+    get the same malloc settings; the peers run with the allocator as they ship."""
+    env = {k: v for k, v in os.environ.items() if k not in KEEP_FREED_MEMORY_ENV}
+    env.pop("WIDEDEEP_MALLOC", None)
+    if s.system_malloc:
+        env["WIDEDEEP_MALLOC"] = "system"
+    elif spec.system == "hand-written":
+        env.update(KEEP_FREED_MEMORY_ENV)
+    return env
+
+
+def signal_group(row: Launched, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group has exited
+        os.killpg(row.proc.pid, sig)
+
+
+def run_slice(row: Launched, seconds: float | None) -> bool:
+    """Let ``row`` run for at most ``seconds`` (None: to its end), then stop its process group;
+    True once it has exited."""
+    if row.resumed is None:
+        row.resumed = time.monotonic()
+        signal_group(row, signal.SIGCONT)
+    try:
+        row.proc.wait(timeout=seconds)
+        done = True
+    except subprocess.TimeoutExpired:
+        signal_group(row, signal.SIGSTOP)
+        done = False
+    row.running.append((row.resumed, time.monotonic()))
+    row.resumed = None
+    return done
+
+
+def finish(row: Launched, others_cpu_share: float, load_before: float) -> dict[str, Any]:
+    """The row's result, summarized over the time it ran; or its error and its log's end."""
+    spec = row.spec
+    if row.proc.returncode != 0 or not row.result.exists():
+        tail = row.log.read_text(errors="replace").strip().splitlines()[-12:]
+        return {
+            "row": spec.name,
+            "system": spec.system,
+            "error": "\n".join(tail),
+            "log": str(row.log),
+        }
+    out = json.loads(row.result.read_text())
+    raw = out.pop("clock")
+    clock = StepClock(**{**raw, "inside": [tuple(x) if x else None for x in raw["inside"]]})
+    out["train"] = clock.summary(row.running)
+    out["inference"] = inference_summary(out.pop("inference_raw"), row.running)
+    out["ran_seconds"] = sum(b - a for a, b in row.running)
+    out["slices"] = len(row.running)
     out["load_before"] = load_before
-    # The share of the machine that other processes used while this row ran: the load average
-    # cannot tell (it lags, and counts the previous row), /proc/stat minus our own CPU time can.
-    out["others_cpu_share"] = max(0.0, others / (wall * (os.cpu_count() or 1)))
+    out["others_cpu_share"] = others_cpu_share
     out["load_after"] = os.getloadavg()[0]
     return out
 
 
-def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Of a row's repeated runs, the one with the best training throughput, with the best
-    inference of all runs: on a shared machine the other load only ever slows a run down."""
+def run_round(
+    specs: list[RowSpec],
+    pythons: dict[str, Path | str],
+    data_dir: Path,
+    s: Settings,
+    logs: Path,
+    interleave: float | None,
+) -> list[dict[str, Any]]:
+    """Every row once. Without ``interleave``, one after the other. With it, the rows' processes
+    take turns of ``interleave`` seconds (the others stopped by SIGSTOP), so that every row is
+    timed across the whole round: a slow or fast minute of this shared machine then falls on
+    all rows alike instead of on whichever row ran in it. Only one row runs at any time."""
+    load_before = os.getloadavg()[0]
+    busy_before, ours_before, started = busy_cpu_seconds(), children_cpu_seconds(), time.time()
+    errors: dict[str, dict[str, Any]] = {}
+    finished: dict[str, Launched] = {}
+    live: list[Launched] = []
+    turns: deque[RowSpec | Launched] = deque(specs)  # launched at its first turn
+    try:
+        while turns:
+            item = turns.popleft()
+            if isinstance(item, RowSpec):
+                python = pythons["peers" if item.peer else "own"]
+                if isinstance(python, str):
+                    errors[item.name] = {"row": item.name, "system": item.system, "error": python}
+                    continue
+                print(f"throughput: {item.name}", file=sys.stderr, flush=True)
+                item = launch(item, python, data_dir, s, logs)
+                live.append(item)
+            if run_slice(item, interleave):
+                finished[item.spec.name] = item
+                live.remove(item)
+            else:
+                turns.append(item)
+    finally:
+        for row in live:  # interrupted: leave no stopped process behind
+            signal_group(row, signal.SIGKILL)
+            signal_group(row, signal.SIGCONT)
+            row.proc.wait()
+    wall = time.time() - started
+    # The share of the machine that other processes used during the round: the load average
+    # cannot tell (it lags, and counts our own rows), /proc/stat minus our own CPU time can.
+    others = (busy_cpu_seconds() - busy_before) - (children_cpu_seconds() - ours_before)
+    share = max(0.0, others / (wall * (os.cpu_count() or 1)))
+    results = {name: finish(row, share, load_before) for name, row in finished.items()}
+    return [results.get(spec.name) or errors[spec.name] for spec in specs]
+
+
+def combine(runs: list[dict[str, Any]], interleaved: bool) -> dict[str, Any]:
+    """A row's result over the rounds. Sequential rounds: the round with the best training
+    throughput and the best inference of all (the other load on a shared machine only ever slows
+    a run down). Interleaved rounds: every row saw the same machine, so the mean of the rounds."""
     ok = [r for r in runs if "error" not in r]
     if not ok:
         return runs[-1]
-    best = dict(max(ok, key=lambda r: r["train"]["samples_per_s"]))
-    best["inference"] = max((r["inference"] for r in ok), key=lambda i: i["samples_per_s"])
-    best["runs"] = [
+    if interleaved:
+        out = dict(ok[-1])
+        for part in ("train", "inference"):
+            out[part] = dict(out[part])
+            out[part]["samples_per_s"] = float(np.mean([r[part]["samples_per_s"] for r in ok]))
+    else:
+        out = dict(max(ok, key=lambda r: r["train"]["samples_per_s"]))
+        out["inference"] = max((r["inference"] for r in ok), key=lambda i: i["samples_per_s"])
+    out["runs"] = [
         {
             "train_samples_per_s": r["train"]["samples_per_s"],
             "inference_samples_per_s": r["inference"]["samples_per_s"],
@@ -720,36 +894,34 @@ def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         }
         for r in ok
     ]
-    best["failed_runs"] = len(runs) - len(ok)
-    return best
+    out["failed_runs"] = len(runs) - len(ok)
+    return out
 
 
 def run_rows(
-    specs: list[RowSpec], s: Settings, data_dir: Path, work: Path, repeat: int
-) -> list[dict[str, Any]]:
-    """Every row ``repeat`` times, round-robin (so that a burst of other load does not land on
-    one row's every run); the best run of each."""
+    specs: list[RowSpec],
+    s: Settings,
+    data_dir: Path,
+    work: Path,
+    repeat: int,
+    interleave: float | None = None,
+) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """``repeat`` rounds of every row (see run_round); each row combined over the rounds, and
+    the rounds themselves."""
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     pythons: dict[str, Path | str] = {"own": Path(sys.executable)}
-    runs: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in specs}
+    if any(spec.peer for spec in specs):
+        try:
+            pythons["peers"] = peers_python(work, logs / "peers-venv.log")
+        except subprocess.CalledProcessError as err:
+            pythons["peers"] = f"the peers' venv did not install: {err}"
+    rounds = []
     for round_ in range(repeat):
-        for spec in specs:
-            print(
-                f"throughput: {spec.name} (run {round_ + 1}/{repeat})", file=sys.stderr, flush=True
-            )
-            env = "peers" if spec.peer else "own"
-            if env not in pythons:
-                try:
-                    pythons[env] = peers_python(work, logs / "peers-venv.log")
-                except subprocess.CalledProcessError as err:
-                    pythons[env] = f"the peers' venv did not install: {err}"
-            python = pythons[env]
-            if isinstance(python, str):
-                runs[spec.name].append({"row": spec.name, "system": spec.system, "error": python})
-                continue
-            runs[spec.name].append(run_row(spec, python, data_dir, s, logs))
-    return [best_run(runs[spec.name]) for spec in specs]
+        print(f"throughput: round {round_ + 1}/{repeat}", file=sys.stderr, flush=True)
+        rounds.append(run_round(specs, pythons, data_dir, s, logs, interleave))
+    combined = [combine([r[k] for r in rounds], interleave is not None) for k in range(len(specs))]
+    return combined, rounds
 
 
 def add_ratios(results: list[dict[str, Any]], gflops: float) -> None:
@@ -777,6 +949,7 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if r and r.get("vs_handwritten") is not None:
             out.append(
                 {
+                    "key": name,
                     "target": f"{name} >= 0.95x {r['vs_handwritten_row']} (same optimizer)",
                     "value": r["vs_handwritten"],
                     "met": r["vs_handwritten"] >= 0.95,
@@ -792,6 +965,7 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             value = fastest["train"]["samples_per_s"] / ok[peer]["train"]["samples_per_s"]
             out.append(
                 {
+                    "key": f"train-vs-{peer}",
                     "target": f"fastest widedeep ({fastest['row']}) >= {factor}x {peer} training",
                     "value": value,
                     "met": value >= factor,
@@ -804,11 +978,25 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             out.append(
                 {
+                    "key": f"inference-vs-{peer}",
                     "target": f"widedeep inference >= 2.5x {peer}",
                     "value": value,
                     "met": value >= 2.5,
                 }
             )
+    return out
+
+
+def targets_over_rounds(
+    results: list[dict[str, Any]], rounds: list[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The targets of the combined rows, each with its value in every round: with
+    ``--interleave`` every round is a fair comparison of its own."""
+    per_round = [{t["key"]: t for t in targets(r)} for r in rounds]
+    out = targets(results)
+    for t in out:
+        t["rounds"] = [r[t["key"]]["value"] for r in per_round if t["key"] in r]
+        t["met_rounds"] = sum(r[t["key"]]["met"] for r in per_round if t["key"] in r)
     return out
 
 
@@ -886,9 +1074,11 @@ def render(report: dict[str, Any]) -> str:
         "",
     ]
     if report["targets"]:
-        lines += ["| target | value | met |", "|---|---|---|"]
+        lines += ["| target | value | each round | met |", "|---|---|---|---|"]
         lines += [
-            f"| {t['target']} | {t['value']:.2f}x | {'yes' if t['met'] else 'NO'} |"
+            f"| {t['target']} | {t['value']:.2f}x | "
+            f"{', '.join(f'{v:.2f}x' for v in t['rounds'])} | "
+            f"{'yes' if t['met'] else 'NO'} ({t['met_rounds']}/{len(t['rounds'])} rounds) |"
             for t in report["targets"]
         ]
         lines.append("")
@@ -941,8 +1131,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--eval-batch-size", type=int, default=8192)
     p.add_argument("--infer-rows", type=int, help="rows scored for inference (default: all)")
+    p.add_argument(
+        "--infer-passes", type=int, default=3, help="inference passes per row; the median"
+    )
+    p.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="widedeep and hand-written rows without widedeep.keep_freed_memory's malloc settings",
+    )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=1, help="runs per row (round-robin); the best")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of every row (see --interleave)")
+    p.add_argument(
+        "--interleave",
+        type=float,
+        metavar="SECONDS",
+        help="run the rows' processes in turns of SECONDS (the others stopped), not one after "
+        "the other; each row then reports the mean over the rounds, not the best",
+    )
     p.add_argument(
         "--peer-workers", type=int, help="pytorch-widedeep's DataLoader workers (default: its own)"
     )
@@ -966,6 +1171,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         warmup=args.warmup,
         steps=args.steps,
         infer_rows=args.infer_rows,
+        infer_passes=args.infer_passes,
+        system_malloc=args.system_malloc,
         peer_workers=args.peer_workers,
         seed=args.seed,
     )
@@ -979,10 +1186,23 @@ def worker_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_note(repeat: int, interleave: float | None) -> str:
+    if interleave:
+        how = f"rows interleaved in turns of {interleave:g} s"
+        return how + (f", mean of {repeat} rounds" if repeat > 1 else ", one round")
+    return f"best of {repeat} round-robin runs per row" if repeat > 1 else "one run"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker_main(args)
+    if args.interleave is not None and args.interleave <= 0:
+        raise SystemExit(f"throughput: --interleave must be > 0 seconds, got {args.interleave}")
+    if args.infer_passes < 1:
+        raise SystemExit(f"throughput: --infer-passes must be >= 1, got {args.infer_passes}")
+    if args.repeat < 1:
+        raise SystemExit(f"throughput: --repeat must be >= 1, got {args.repeat}")
     specs = select_rows(args.rows_only, args.peers)
     s = settings_from(args)
     load_start = os.getloadavg()[0]
@@ -990,16 +1210,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work, prefix="data-") as tmp:
         save_data(generate(args.rows, s.seed), Path(tmp))
-        results = run_rows(specs, s, Path(tmp), args.work, args.repeat)
+        results, rounds = run_rows(specs, s, Path(tmp), args.work, args.repeat, args.interleave)
     gflops = max(gflops, matmul_gflops(s.threads))  # the better of before and after the rows
-    add_ratios(results, gflops)
+    for round_ in [results, *rounds]:
+        add_ratios(round_, gflops)
     report = {
         "command": shlex.join(["python", "benchmarks/throughput.py", *(argv or sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "rows": args.rows,
-        "run_note": (
-            f"best of {args.repeat} round-robin runs per row" if args.repeat > 1 else "one run"
-        ),
+        "run_note": run_note(args.repeat, args.interleave),
         "train_rows_note": f"at most {s.steps} steps per row" if s.steps else "one epoch",
         "settings": asdict(s),
         "machine": {
@@ -1013,8 +1232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ceiling_train": gflops * 1e9 / mlp_flops_per_sample(True),
         "ceiling_inference": gflops * 1e9 / mlp_flops_per_sample(False),
         "results": results,
+        "rounds": rounds,
     }
-    report["targets"] = targets(results)
+    report["targets"] = targets_over_rounds(results, rounds)
     text = render(report)
     print(text)
     atomic_write(args.out / "throughput.md", text)

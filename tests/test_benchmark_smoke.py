@@ -75,6 +75,75 @@ def test_step_clock_times_the_steady_steps_only():
     assert b["outside_share"] == pytest.approx(0.4)
 
 
+def test_step_clock_counts_only_the_time_the_process_ran():
+    tp = load_script()
+    clock = tp.StepClock(launched=0.0, batch_size=100, rows=1000, warmup=1)
+    clock.ends = [2.0, 3.0, 4.0, 15.0, 16.0]  # a pause of 10 s inside step 3
+    clock.inside = [(0.1, 0.2, 0.3)] * 5
+    clock.first_step_at = 2.0
+    running = [(0.0, 1.5), (1.7, 4.0), (14.0, 20.0)]  # stopped 1.5-1.7 and 4-14
+    assert tp.active_seconds(0.0, 2.0, running) == pytest.approx(1.8)
+    assert tp.active_seconds(3.0, 15.0, None) == 12.0
+    out = clock.summary(running)
+    # Steps 1..4: 400 samples in 1 + 1 + (15 - 4 - 10) + 1 = 4 s of running time.
+    assert out["steady_seconds"] == pytest.approx(4.0)
+    assert out["samples_per_s"] == pytest.approx(100.0)
+    assert out["time_to_first_step_s"] == pytest.approx(1.8)
+    assert out["paused_steps"] == 1
+    # The paused step is left out of the per-step figures, not stretched into them.
+    assert out["median_step_ms"] == pytest.approx(1000.0)
+    assert out["breakdown_ms_per_step"]["total"] == pytest.approx(1000.0)
+
+
+@pytest.mark.slow
+def test_interleaved_rounds_report_every_round(tmp_path):
+    rows = ["handwritten-adam", "widedeep-adam"]
+    cmd = [sys.executable, str(SCRIPT), "--rows", "6000", "--batch-size", "256"]
+    cmd += ["--steps", "20", "--warmup", "2", "--rows-only", ",".join(rows)]
+    cmd += ["--interleave", "0.3", "--repeat", "2"]
+    cmd += ["--out", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    report = json.loads((tmp_path / "results" / "throughput.json").read_text())
+    assert len(report["rounds"]) == 2
+    for round_ in report["rounds"]:
+        for r in round_:
+            # Each process ran in several turns, and was timed only while it ran.
+            assert r["slices"] > 1, r["row"]
+            assert 0 < r["train"]["steady_seconds"] <= r["ran_seconds"]
+    combined = {r["row"]: r for r in report["results"]}
+    for name in rows:
+        per_round = [r for round_ in report["rounds"] for r in round_ if r["row"] == name]
+        mean = sum(r["train"]["samples_per_s"] for r in per_round) / 2
+        assert combined[name]["train"]["samples_per_s"] == pytest.approx(mean)
+    (target,) = report["targets"]
+    assert len(target["rounds"]) == 2 and 0 <= target["met_rounds"] <= 2
+    assert "rows interleaved in turns of 0.3 s, mean of 2 rounds" in done.stdout
+    assert "each round" in done.stdout
+
+
+def test_allocator_settings_per_row(monkeypatch):
+    tp = load_script()
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")  # inherited settings never leak into a row
+    tuned, system = tp.Settings(), tp.Settings(system_malloc=True)
+    names = ("handwritten-sparse", "widedeep-sparse", "deepctr-torch")
+    hand, ours, peer = (tp.ROW_BY_NAME[n] for n in names)
+    assert tp.row_environment(hand, tuned).items() >= tp.KEEP_FREED_MEMORY_ENV.items()
+    for spec in (ours, peer):  # widedeep calls keep_freed_memory itself; peers as they ship
+        env = tp.row_environment(spec, tuned)
+        assert not set(tp.KEEP_FREED_MEMORY_ENV) & set(env) and "WIDEDEEP_MALLOC" not in env
+    for spec in (hand, ours, peer):
+        env = tp.row_environment(spec, system)
+        assert not set(tp.KEEP_FREED_MEMORY_ENV) & set(env) and env["WIDEDEEP_MALLOC"] == "system"
+
+
+def test_bad_interleave_is_refused(tmp_path):
+    tp = load_script()
+    with pytest.raises(SystemExit, match="--interleave must be > 0"):
+        tp.main(["--interleave", "0", "--work", str(tmp_path)])
+
+
 @pytest.mark.slow
 def test_own_rows_run_and_report(tmp_path):
     cmd = [sys.executable, str(SCRIPT), "--rows", "3000", "--batch-size", "256"]

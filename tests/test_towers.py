@@ -79,6 +79,46 @@ def test_missing_ids_contribute_nothing(schema):
     assert torch.count_nonzero(deep.tables[0].weight.grad) == 0
 
 
+@pytest.mark.parametrize("with_missing", [True, False])
+def test_sparse_lookup_has_torchs_padding_gradient(with_missing):
+    """The sparse tables' own backward (SparseLookup) gives torch's padding_idx gradient."""
+    torch.manual_seed(0)
+    emb = FieldEmbedding([50, 7, 30], dim=4, sparse_min_rows=0)
+    ids = torch.randint(0 if with_missing else 1, 7, (64, 3))
+    assert bool((ids == 0).any()) == with_missing
+    upstream = torch.randn(64, 3, 4)
+    (emb(ids) * upstream).sum().backward()
+    ours = emb.weight.grad
+    reference = emb.weight.detach().clone().requires_grad_()
+    vectors = torch.nn.functional.embedding(emb.rows(ids), reference, padding_idx=0, sparse=True)
+    (vectors * upstream).sum().backward()
+    assert ours.is_sparse
+    torch.testing.assert_close(ours.to_dense(), reference.grad.to_dense())
+    torch.testing.assert_close(emb(ids), vectors)
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.5),
+        lambda p: torch.optim.Adagrad(p, lr=0.5),
+        lambda p: torch.optim.SparseAdam(p, lr=0.5),
+        lambda p: __import__("widedeep").FTRL(p, alpha=0.5),
+    ],
+)
+def test_padding_row_stays_zero_under_sparse_optimizers(make_opt):
+    torch.manual_seed(0)
+    emb = FieldEmbedding([20, 20], dim=3, sparse_min_rows=0)
+    opt = make_opt([emb.weight])
+    for _ in range(5):
+        ids = torch.randint(0, 20, (32, 2))  # about 1 in 20 missing
+        opt.zero_grad()
+        (emb(ids) ** 2 - emb(ids)).sum().backward()
+        opt.step()
+    assert torch.count_nonzero(emb.weight[0]) == 0
+    assert torch.count_nonzero(emb.weight[1:]) > 0
+
+
 def test_fields_do_not_share_rows():
     emb = FieldEmbedding([4, 3, 5], dim=1)
     rows = emb.rows(torch.tensor([[1, 1, 1], [3, 2, 4]]))

@@ -202,6 +202,32 @@ def test_monitor_and_plateau_in_a_run(tmp_path):
     assert {c["monitor"] for c in checkpoints} >= {"val/auc_minus_logloss"}
 
 
+def test_training_loss_is_logged_on_the_loggers_steps_only(tmp_path, monkeypatch):
+    from widedeep.lit import WideDeepModule
+
+    calls = {}
+    log = WideDeepModule.log
+
+    def counting_log(self, name, *args, **kwargs):
+        calls[name] = calls.get(name, 0) + 1
+        return log(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(WideDeepModule, "log", counting_log)
+    written, logged = {}, {}
+    for every in (1, 3):
+        calls.clear()
+        out = tmp_path / str(every)
+        overrides = [*TINY, "trainer.max_epochs=2", "trainer.logger=csv", "optim=adam"]
+        train(compose_config([*overrides, f"trainer.log_every_n_steps={every}"], str(out)))
+        losses = pl.read_csv(out / "logs" / "metrics.csv")["train/loss"].drop_nulls()
+        assert losses.is_finite().all()
+        written[every], logged[every] = losses.len(), calls["train/loss"]
+    # n=1: every batch of both epochs; n=3: every third, and self.log is skipped in between
+    # (it costs Lightning bookkeeping on every call), with nothing the loggers write lost.
+    assert written[1] == logged[1] > 6
+    assert written[3] == logged[3] == written[1] // 3
+
+
 def test_bad_plateau_and_monitor_settings_are_named():
     for override, key in [
         ("trainer.monitor=loss", "trainer.monitor"),

@@ -3,6 +3,7 @@
 The public API is plain PyTorch: nothing here imports Lightning or Hydra.
 """
 
+from .allocator import keep_freed_memory
 from .batch import Batch
 from .data import BatchLoader, ColumnarData, ProcessedData
 from .deep import DeepTower
@@ -33,5 +34,6 @@ __all__ = [
     "Vocabulary",
     "WideDeep",
     "WideTower",
+    "keep_freed_memory",
 ]
 __version__ = "0.1.0"

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .allocator import keep_freed_memory
+
 log = logging.getLogger("widedeep")
 
 ENSEMBLES = ("ens_mean_prob", "ens_mean_logit", "ens_stack")
@@ -324,6 +326,7 @@ def _hydra_entry(cfg: Any) -> None:
 def main() -> None:
     import hydra
 
+    keep_freed_memory()
     hydra.main(version_base="1.3", config_path="conf", config_name="bench")(_hydra_entry)()
 
 

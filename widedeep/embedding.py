@@ -11,6 +11,37 @@ from torch import Tensor, nn
 from .features import NUM_RESERVED_IDS, PADDING_ID
 
 
+class SparseLookup(torch.autograd.Function):
+    """``F.embedding(rows, weight, padding_idx=0, sparse=True)`` with a cheaper backward.
+
+    torch's sparse backward with a padding_idx drops the padding entries from the gradient
+    (a boolean-mask gather over all B*K*D values) in every step, whether the batch has any or
+    not: 1.9 ms of a 3.6 ms lookup + backward at Criteo's shape (4096 x 26 x 16). Here the
+    padding entries are zeroed instead, and only when the batch has some. A zero-valued row-0
+    entry leaves row 0 where it is under every sparse optimizer (SGD, AdaGrad, SparseAdam, FTRL:
+    their state for it stays zero), so the padding row keeps its meaning.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, rows: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(rows)
+        ctx.table_shape = weight.shape  # type: ignore[attr-defined]
+        return F.embedding(rows, weight)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[None, Tensor]:
+        (rows,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        shape = ctx.table_shape  # type: ignore[attr-defined]
+        indices = rows.reshape(1, -1)
+        values = grad.reshape(-1, shape[1])  # (B*K, D)
+        padding = indices.view(-1, 1) == PADDING_ID
+        if padding.any():
+            values = values.masked_fill(padding, 0.0)
+        return None, torch.sparse_coo_tensor(
+            indices, values, shape, is_coalesced=False, check_invariants=False
+        )
+
+
 class FieldEmbedding(nn.Module):
     """One table for K id spaces (fields), each shifted by its own offset.
 
@@ -69,7 +100,10 @@ class FieldEmbedding(nn.Module):
 
     def forward(self, ids: Tensor) -> Tensor:
         """(B, K) ids -> (B, K, D) vectors."""
-        return F.embedding(self.rows(ids), self.weight, padding_idx=PADDING_ID, sparse=self.sparse)
+        rows = self.rows(ids)
+        if self.sparse and self.training and torch.is_grad_enabled() and self.weight.requires_grad:
+            return SparseLookup.apply(rows, self.weight)
+        return F.embedding(rows, self.weight, padding_idx=PADDING_ID, sparse=self.sparse)
 
     def pooled(self, ids: Tensor) -> Tensor:
         """(B, K) ids -> (B, D): the sum over fields."""

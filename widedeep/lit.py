@@ -185,8 +185,19 @@ class WideDeepModule(pl.LightningModule):
                 self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
             opt.step()
         self.train_time += time.perf_counter() - start
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        if self._logs_this_step():
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
+
+    def _logs_this_step(self) -> bool:
+        """Whether the loggers write this step (every ``trainer.log_every_n_steps``).
+
+        A step-level ``self.log`` costs ~1.3 ms of Lightning bookkeeping (about 1% of a Criteo
+        step on CPU) and is only written out on those steps, so the others skip it; the progress
+        bar then shows the loss of the last written step. Lightning's own test, where it has one.
+        """
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
 
     @torch.no_grad()
     def _likely_cause(self, batch: Batch) -> str:

@@ -40,6 +40,7 @@ import polars as pl
 from omegaconf import OmegaConf
 
 from . import cache
+from .allocator import keep_freed_memory
 from .checkpoint import model_from_checkpoint
 from .data import ColumnarData
 from .datasets import READERS
@@ -224,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(__doc__)
         return
     logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")
+    keep_freed_memory()
     try:
         loose = [a for a in args if "=" not in a]
         if loose:

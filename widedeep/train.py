@@ -16,6 +16,7 @@ import hydra
 import polars
 from omegaconf import DictConfig, OmegaConf
 
+from .allocator import keep_freed_memory
 from .errors import report_user_error
 from .io import atomic_write, write_json
 
@@ -238,6 +239,7 @@ def _hydra_entry(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    keep_freed_memory()
     _hydra_entry()
 
 
