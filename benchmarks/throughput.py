@@ -10,8 +10,11 @@ Every system trains the same model on the same generated Criteo-shaped data (13 
 
 The parent process generates the data once (seeded numpy) into .npy files, then runs each row
 in its own subprocess with `torch.set_num_threads(--threads)`, so that peak RSS and the time to
-the first step belong to one system. The peers run in their own venv (benchmarks/.work/
-peers-venv, made on first use from benchmarks/requirements-peers.txt), never in widedeep's.
+the first step belong to one system. With --interleave the rows' processes take turns (one
+running at a time, the others stopped) and each is timed only while it ran, so that this
+machine's drift falls on every row alike (THROUGHPUT.md, "Noise"). The peers run in their own
+venv (benchmarks/.work/peers-venv, made on first use from benchmarks/requirements-peers.txt),
+never in widedeep's.
 
 Results: a markdown table on stdout and in <out>/throughput.md, raw numbers in
 <out>/throughput.json. This module imports only the standard library and numpy at the top:
