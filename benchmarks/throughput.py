@@ -759,23 +759,18 @@ def launch(spec: RowSpec, python: Path, data_dir: Path, s: Settings, logs: Path)
     return Launched(spec, proc, result, log, resumed=launched)
 
 
-# widedeep.keep_freed_memory's settings, as glibc reads them from the environment at start: the
-# hand-written rows (which do not import widedeep) get the same allocator as widedeep's rows.
-KEEP_FREED_MEMORY_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
-}
-
-
 def row_environment(spec: RowSpec, s: Settings) -> dict[str, str]:
     """widedeep rows call keep_freed_memory() as widedeep's CLIs do, and the hand-written rows
-    get the same malloc settings; the peers run with the allocator as they ship."""
-    env = {k: v for k, v in os.environ.items() if k not in KEEP_FREED_MEMORY_ENV}
-    env.pop("WIDEDEEP_MALLOC", None)
+    get the same malloc settings (from the environment, as they do not import widedeep); the
+    peers run with the allocator as they ship. Called in the parent, which runs in widedeep's
+    environment."""
+    from widedeep.allocator import MALLOC_ENV, OPT_OUT
+
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV and k != OPT_OUT}
     if s.system_malloc:
-        env["WIDEDEEP_MALLOC"] = "system"
+        env[OPT_OUT] = "system"
     elif spec.system == "hand-written":
-        env.update(KEEP_FREED_MEMORY_ENV)
+        env.update(MALLOC_ENV)
     return env
 
 
@@ -874,29 +869,33 @@ def run_round(
 
 
 def combine(runs: list[dict[str, Any]], interleaved: bool) -> dict[str, Any]:
-    """A row's result over the rounds. Sequential rounds: the round with the best training
-    throughput and the best inference of all (the other load on a shared machine only ever slows
-    a run down). Interleaved rounds: every row saw the same machine, so the mean of the rounds."""
+    """A row's result over the rounds (each round is kept whole in the report's ``rounds``).
+    Sequential rounds: the round with the best training throughput and the best inference of
+    all (the other load on a shared machine only ever slows a run down). Interleaved rounds:
+    every row saw the same machine, so the mean of the rounds' rates and times, and the largest
+    peak RSS."""
     ok = [r for r in runs if "error" not in r]
     if not ok:
         return runs[-1]
     if interleaved:
         out = dict(ok[-1])
-        for part in ("train", "inference"):
-            out[part] = dict(out[part])
-            out[part]["samples_per_s"] = float(np.mean([r[part]["samples_per_s"] for r in ok]))
+        out["train"], out["inference"] = dict(out["train"]), dict(out["inference"])
+        for part, key in (
+            ("train", "samples_per_s"),
+            ("inference", "samples_per_s"),
+            ("train", "median_step_ms"),
+            ("train", "time_to_first_step_s"),
+        ):
+            out[part][key] = float(np.mean([r[part][key] for r in ok]))
+        out["peak_rss_mib"] = max(r["peak_rss_mib"] for r in ok)
+        parts = [r["train"].get("breakdown_ms_per_step") for r in ok]
+        if all(parts):
+            out["train"]["breakdown_ms_per_step"] = {
+                k: float(np.mean([b[k] for b in parts])) for k in parts[0]
+            }
     else:
         out = dict(max(ok, key=lambda r: r["train"]["samples_per_s"]))
         out["inference"] = max((r["inference"] for r in ok), key=lambda i: i["samples_per_s"])
-    out["runs"] = [
-        {
-            "train_samples_per_s": r["train"]["samples_per_s"],
-            "inference_samples_per_s": r["inference"]["samples_per_s"],
-            "load_before": r["load_before"],
-            "others_cpu_share": r["others_cpu_share"],
-        }
-        for r in ok
-    ]
     out["failed_runs"] = len(runs) - len(ok)
     return out
 

@@ -117,6 +117,8 @@ def test_interleaved_rounds_report_every_round(tmp_path):
         per_round = [r for round_ in report["rounds"] for r in round_ if r["row"] == name]
         mean = sum(r["train"]["samples_per_s"] for r in per_round) / 2
         assert combined[name]["train"]["samples_per_s"] == pytest.approx(mean)
+        step = sum(r["train"]["breakdown_ms_per_step"]["total"] for r in per_round) / 2
+        assert combined[name]["train"]["breakdown_ms_per_step"]["total"] == pytest.approx(step)
     (target,) = report["targets"]
     assert len(target["rounds"]) == 2 and 0 <= target["met_rounds"] <= 2
     assert "rows interleaved in turns of 0.3 s, mean of 2 rounds" in done.stdout
@@ -124,18 +126,20 @@ def test_interleaved_rounds_report_every_round(tmp_path):
 
 
 def test_allocator_settings_per_row(monkeypatch):
+    from widedeep.allocator import MALLOC_ENV
+
     tp = load_script()
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")  # inherited settings never leak into a row
     tuned, system = tp.Settings(), tp.Settings(system_malloc=True)
     names = ("handwritten-sparse", "widedeep-sparse", "deepctr-torch")
     hand, ours, peer = (tp.ROW_BY_NAME[n] for n in names)
-    assert tp.row_environment(hand, tuned).items() >= tp.KEEP_FREED_MEMORY_ENV.items()
+    assert tp.row_environment(hand, tuned).items() >= MALLOC_ENV.items()
     for spec in (ours, peer):  # widedeep calls keep_freed_memory itself; peers as they ship
         env = tp.row_environment(spec, tuned)
-        assert not set(tp.KEEP_FREED_MEMORY_ENV) & set(env) and "WIDEDEEP_MALLOC" not in env
+        assert not set(MALLOC_ENV) & set(env) and "WIDEDEEP_MALLOC" not in env
     for spec in (hand, ours, peer):
         env = tp.row_environment(spec, system)
-        assert not set(tp.KEEP_FREED_MEMORY_ENV) & set(env) and env["WIDEDEEP_MALLOC"] == "system"
+        assert not set(MALLOC_ENV) & set(env) and env["WIDEDEEP_MALLOC"] == "system"
 
 
 def test_bad_interleave_is_refused(tmp_path):

@@ -21,6 +21,12 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 1 << 30  # keep up to 1 GiB of free memory at the top of the heap
 OPT_OUT = "WIDEDEEP_MALLOC"  # "system": leave malloc as it is
+# The same settings for a process started with them in its environment (glibc reads these at
+# start): for a child that does not import widedeep.
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
+    "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD),
+}
 
 
 def keep_freed_memory() -> bool:

@@ -194,7 +194,8 @@ class WideDeepModule(pl.LightningModule):
 
         A step-level ``self.log`` costs ~1.3 ms of Lightning bookkeeping (about 1% of a Criteo
         step on CPU) and is only written out on those steps, so the others skip it; the progress
-        bar then shows the loss of the last written step. Lightning's own test, where it has one.
+        bar then shows the loss of the last written step. The test is Lightning's own (a private
+        attribute); a Lightning without it logs every step, as before.
         """
         connector = getattr(self.trainer, "_logger_connector", None)
         return bool(getattr(connector, "should_update_logs", True))
