@@ -1,0 +1,89 @@
+"""Micro-measurements behind figures in THROUGHPUT.md (seconds each, not part of the tests).
+
+python benchmarks/micro.py            # all three
+python benchmarks/micro.py drift      # the machine's GEMM rate, once a second
+python benchmarks/micro.py lookup     # sparse lookup + backward: torch's padding_idx vs ours
+python benchmarks/micro.py relu       # the benchmark's MLP at batch 8192: ReLU in place or not
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from widedeep.deep import mlp
+from widedeep.embedding import SparseLookup
+
+torch.set_num_threads(2)
+
+
+def ms_per_call(fn: Callable[[], object], reps: int = 50) -> float:
+    for _ in range(5):
+        fn()
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - start) / reps * 1e3
+
+
+def drift(seconds: int = 20) -> None:
+    a, b = torch.randn(4096, 400), torch.randn(400, 400)
+    rates = []
+    for _ in range(seconds):
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 1.0:
+            a @ b
+            reps += 1
+        rates.append(2 * 4096 * 400 * 400 * reps / (time.perf_counter() - start) / 1e9)
+    print(
+        f"drift: fp32 GEMM 4096x400x400, {seconds} one-second samples: "
+        f"min {min(rates):.0f}, median {np.median(rates):.0f}, max {max(rates):.0f} GFLOP/s"
+    )
+
+
+def lookup() -> None:
+    weight = torch.nn.Parameter(torch.randn(1_078_964, 16) * 0.01)
+    rows = torch.randint(1, weight.shape[0], (4096, 26))  # Criteo's shape, no missing ids
+    dense = torch.randn(4096, 13)
+
+    def step(embed: Callable[[], torch.Tensor]) -> None:
+        weight.grad = None
+        torch.cat([embed().flatten(1), dense], 1).sum().backward()
+
+    torchs = ms_per_call(
+        lambda: step(lambda: F.embedding(rows, weight, padding_idx=0, sparse=True))
+    )
+    ours = ms_per_call(lambda: step(lambda: SparseLookup.apply(rows, weight)))
+    print(
+        f"lookup: 4096 x 26 x 16 lookup + sparse backward: torch padding_idx {torchs:.2f} ms, "
+        f"SparseLookup {ours:.2f} ms"
+    )
+
+
+def relu(rounds: int = 8) -> None:
+    net = mlp(26 * 16 + 13, (400, 400, 400)).eval()
+    x = torch.randn(8192, 26 * 16 + 13)
+    relus = [m for m in net if isinstance(m, torch.nn.ReLU)]
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with torch.inference_mode():
+        for _ in range(rounds):  # alternating, so drift falls on both
+            for inplace in (False, True):
+                for m in relus:
+                    m.inplace = inplace
+                times[inplace].append(ms_per_call(lambda: net(x), reps=10))
+    out, inplace = np.median(times[False]), np.median(times[True])
+    print(
+        f"relu: MLP 429-400-400-400-1 at batch 8192, median of {rounds} alternating rounds: "
+        f"{out:.1f} ms out of place, {inplace:.1f} ms in place ({out / inplace - 1:+.1%})"
+    )
+
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or ["drift", "lookup", "relu"]
+    for name in chosen:
+        {"drift": drift, "lookup": lookup, "relu": relu}[name]()
