@@ -54,3 +54,21 @@ def test_freed_batches_are_reused_not_faulted_again():
 def test_is_public_and_says_whether_it_took(monkeypatch):
     monkeypatch.setenv("WIDEDEEP_MALLOC", "system")
     assert widedeep.keep_freed_memory() is False
+
+
+def test_a_mistyped_opt_out_is_an_error_not_ignored(monkeypatch):
+    monkeypatch.setenv("WIDEDEEP_MALLOC", "sytem")
+    with pytest.raises(ValueError, match="WIDEDEEP_MALLOC='sytem': unknown value"):
+        widedeep.keep_freed_memory()
+
+
+def test_the_clis_name_a_mistyped_opt_out():
+    env = {**os.environ, "WIDEDEEP_MALLOC": "sytem"}
+    done = subprocess.run(
+        [sys.executable, "-m", "widedeep.serve", "checkpoint=none.ckpt"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert "widedeep-predict: error: WIDEDEEP_MALLOC='sytem': unknown value" in done.stderr

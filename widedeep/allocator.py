@@ -37,9 +37,12 @@ def keep_freed_memory() -> bool:
     in their own script. Chunks above 32 MiB are still mapped and unmapped per allocation.
     Peak memory is unchanged (the freed blocks were in use a moment before); the process just
     does not shrink between batches. A no-op returning False off glibc (macOS, musl) or with
-    ``WIDEDEEP_MALLOC=system`` in the environment.
+    ``WIDEDEEP_MALLOC=system`` in the environment; any other value of it is an error.
     """
-    if os.environ.get(OPT_OUT, "") == "system" or not sys.platform.startswith("linux"):
+    choice = os.environ.get(OPT_OUT, "")
+    if choice not in ("", "system"):
+        raise ValueError(f"{OPT_OUT}={choice!r}: unknown value; unset it, or 'system' to opt out")
+    if choice == "system" or not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt  # glibc's; musl has no mallopt

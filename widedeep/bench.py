@@ -318,6 +318,7 @@ def _hydra_entry(cfg: Any) -> None:
     from .errors import report_user_error
 
     try:
+        keep_freed_memory()  # before the runs' first batch; idempotent
         print(f"widedeep-bench: results in {bench(cfg)}")
     except Exception as err:
         sys.exit(report_user_error("widedeep-bench", err))
@@ -326,7 +327,6 @@ def _hydra_entry(cfg: Any) -> None:
 def main() -> None:
     import hydra
 
-    keep_freed_memory()
     hydra.main(version_base="1.3", config_path="conf", config_name="bench")(_hydra_entry)()
 
 

@@ -225,8 +225,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(__doc__)
         return
     logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")
-    keep_freed_memory()
     try:
+        keep_freed_memory()
         loose = [a for a in args if "=" not in a]
         if loose:
             raise ValueError(f"expected key=value arguments, got {loose} (--help lists the keys)")

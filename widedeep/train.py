@@ -233,13 +233,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _hydra_entry(cfg: DictConfig) -> float:
     try:
+        keep_freed_memory()  # before the first batch; idempotent (a multirun calls it per job)
         return float(train(cfg)["test"]["auc"])
     except Exception as err:
         sys.exit(report_user_error("widedeep-train", err))
 
 
 def main() -> None:
-    keep_freed_memory()
     _hydra_entry()
 
 
