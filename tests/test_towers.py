@@ -7,6 +7,7 @@ import torch
 from conftest import random_batch
 
 from widedeep import DeepTower, FieldEmbedding, Schema, WideDeep, WideTower
+from widedeep.embedding import mark_coalesced
 
 
 def one_hot_design(schema: Schema, batch) -> torch.Tensor:
@@ -81,7 +82,7 @@ def test_missing_ids_contribute_nothing(schema):
 
 @pytest.mark.parametrize("with_missing", [True, False])
 def test_sparse_lookup_has_torchs_padding_gradient(with_missing):
-    """The sparse tables' own backward (SparseLookup) gives torch's padding_idx gradient."""
+    """SparseLookup (the sparse tables' backward) gives torch's padding_idx gradient, coalesced."""
     torch.manual_seed(0)
     emb = FieldEmbedding([50, 7, 30], dim=4, sparse_min_rows=0)
     ids = torch.randint(0 if with_missing else 1, 7, (64, 3))
@@ -92,9 +93,51 @@ def test_sparse_lookup_has_torchs_padding_gradient(with_missing):
     reference = emb.weight.detach().clone().requires_grad_()
     vectors = torch.nn.functional.embedding(emb.rows(ids), reference, padding_idx=0, sparse=True)
     (vectors * upstream).sum().backward()
-    assert ours.is_sparse
+    assert ours.is_sparse and ours.is_coalesced()
+    # Coalesced truly: distinct rows in increasing order, so the optimizers may skip the sort.
+    rows = ours._indices()[0]
+    assert bool((rows[1:] > rows[:-1]).all())
+    assert set(rows.tolist()) - {0} == set(emb.rows(ids).flatten().tolist()) - {0}
     torch.testing.assert_close(ours.to_dense(), reference.grad.to_dense())
     torch.testing.assert_close(emb(ids), vectors)
+
+
+def test_sparse_gradient_stays_flagged_coalesced_only_when_it_is():
+    """Autograd drops the coalesced flag of SparseLookup's gradient; the table's hook restores
+    it (so optimizers skip a sort), after a deep copy too, and only where the rows are
+    distinct and sorted; SparseAdam's steps equal those on torch's own sparse gradient."""
+    import copy
+
+    torch.manual_seed(0)
+    emb = FieldEmbedding([40, 40], dim=3, sparse_min_rows=0)
+    reference = torch.nn.Parameter(emb.weight.detach().clone())
+    ours_opt = torch.optim.SparseAdam([emb.weight], lr=0.1)
+    ref_opt = torch.optim.SparseAdam([reference], lr=0.1)
+    for step in range(4):
+        ids = torch.randint(0, 40, (32, 2))
+        upstream = torch.randn(32, 2, 3)
+        ours_opt.zero_grad(set_to_none=True)
+        ref_opt.zero_grad(set_to_none=True)
+        (emb(ids) * upstream).sum().backward()
+        assert emb.weight.grad.is_coalesced()
+        if step % 2:  # a second backward accumulates into the gradient
+            (emb(ids) * upstream).sum().backward()
+        for _ in range(1 + step % 2):
+            vectors = torch.nn.functional.embedding(emb.rows(ids), reference, 0, sparse=True)
+            (vectors * upstream).sum().backward()
+        ours_opt.step()
+        ref_opt.step()
+        torch.testing.assert_close(emb.weight, reference)
+    twin = copy.deepcopy(emb)
+    twin(torch.tensor([[3, 4]])).sum().backward()
+    assert twin.weight.grad.is_coalesced()
+    # The hook's test: strictly increasing rows only.
+    for rows, coalesced in (([1, 3, 5], True), ([3, 1, 5], False), ([1, 3, 3], False)):
+        twin.weight.grad = torch.sparse_coo_tensor(
+            [rows], torch.ones(3, 3), twin.weight.shape, check_invariants=True
+        )
+        mark_coalesced(twin.weight)
+        assert twin.weight.grad.is_coalesced() == coalesced
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -14,12 +15,16 @@ from .features import NUM_RESERVED_IDS, PADDING_ID
 class SparseLookup(torch.autograd.Function):
     """``F.embedding(rows, weight, padding_idx=0, sparse=True)`` with a cheaper backward.
 
-    torch's sparse backward with a padding_idx drops the padding entries from the gradient
-    (a boolean-mask gather over all B*K*D values) in every step, whether the batch has any or
-    not: 5.1 ms against 2.2 ms here for lookup + backward at 4096 x 26 x 16 (benchmarks/micro.py
-    lookup). Here the padding entries are zeroed instead, and only when the batch has some. A
-    zero-valued row-0 entry leaves row 0 where it is under every sparse optimizer (SGD, AdaGrad,
-    SparseAdam, FTRL: their state for it stays zero), so the padding row keeps its meaning.
+    torch's sparse backward returns one gradient entry per looked-up id (B*K of them, duplicates
+    included) and drops the padding entries with a boolean-mask gather over all B*K*D values in
+    every step; every sparse optimizer then coalesces it (sorts the ids and sums duplicates).
+    Here the backward sums duplicates itself: one sort of the B*K row numbers (`torch.unique`)
+    and an `index_add_` of the values, about half the time of torch's `coalesce` at 4096 x 26 x
+    16 (benchmarks/micro.py lookup), and the gradient comes out coalesced, so the optimizer's
+    `coalesce()` is free (`mark_coalesced` keeps the flag through autograd's accumulation,
+    which drops it). The padding row's summed entry is zeroed: a zero-valued row-0 entry
+    leaves row 0 where it is under every sparse optimizer (SGD, AdaGrad, SparseAdam, FTRL: their
+    state for it stays zero), so the padding row keeps its meaning.
     """
 
     @staticmethod
@@ -32,14 +37,31 @@ class SparseLookup(torch.autograd.Function):
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[None, Tensor]:
         (rows,) = ctx.saved_tensors  # type: ignore[attr-defined]
         shape = ctx.table_shape  # type: ignore[attr-defined]
-        indices = rows.reshape(1, -1)
-        values = grad.reshape(-1, shape[1])  # (B*K, D)
-        padding = indices.view(-1, 1) == PADDING_ID
-        if padding.any():
-            values = values.masked_fill(padding, 0.0)
+        unique, position = torch.unique(rows.reshape(-1), sorted=True, return_inverse=True)
+        values = grad.new_zeros(len(unique), shape[1])  # (U, D): one entry per distinct row
+        # contiguous: index_add_ falls back to a scatter three times slower for strided sources.
+        values.index_add_(0, position, grad.reshape(-1, shape[1]).contiguous())
+        if len(unique) and unique[0] == PADDING_ID:  # sorted: row 0 comes first if present
+            values[0] = 0.0
         return None, torch.sparse_coo_tensor(
-            indices, values, shape, is_coalesced=False, check_invariants=False
+            unique.unsqueeze(0), values, shape, is_coalesced=True, check_invariants=False
         )
+
+
+def mark_coalesced(weight: Tensor) -> None:
+    """Flag ``weight.grad`` coalesced when it is: a post-accumulate-grad hook.
+
+    Autograd stores a sparse gradient under a new tensor without its coalesced flag, so every
+    optimizer would sort it again. A 2-D gradient whose rows are strictly increasing is
+    coalesced by definition; anything else (a sum of two lookups' gradients, torch's own
+    embedding backward) keeps its flag and is coalesced by the optimizer as usual.
+    """
+    grad = weight.grad
+    if grad is None or not grad.is_sparse or grad.is_coalesced() or grad.sparse_dim() != 1:
+        return
+    rows = grad._indices()[0]
+    if bool((rows[1:] > rows[:-1]).all()):
+        grad._coalesced_(True)
 
 
 class FieldEmbedding(nn.Module):
@@ -102,8 +124,17 @@ class FieldEmbedding(nn.Module):
         """(B, K) ids -> (B, K, D) vectors."""
         rows = self.rows(ids)
         if self.sparse and self.training and torch.is_grad_enabled() and self.weight.requires_grad:
+            self._hook_coalesced()
             return SparseLookup.apply(rows, self.weight)
         return F.embedding(rows, self.weight, padding_idx=PADDING_ID, sparse=self.sparse)
+
+    def _hook_coalesced(self) -> None:
+        # Here, not in __init__: a deep copy or a swapped-in Parameter has no hook yet. The
+        # weak reference names the hooked tensor without registering it as a parameter.
+        hooked = getattr(self, "_coalesced_hook_on", None)
+        if hooked is None or hooked() is not self.weight:
+            self.weight.register_post_accumulate_grad_hook(mark_coalesced)
+            self._coalesced_hook_on = weakref.ref(self.weight)
 
     def pooled(self, ids: Tensor) -> Tensor:
         """(B, K) ids -> (B, D): the sum over fields."""
