@@ -161,3 +161,17 @@ def test_sparse_adam_passes_fused_to_the_dense_adam_only(schema):
     kinds = sorted(type(o).__name__ for o in optimizers)
     assert kinds == ["Adam", "Adam", "SparseAdam", "SparseAdam"]
     assert all(o.defaults["fused"] for o in optimizers if isinstance(o, torch.optim.Adam))
+
+
+def test_sparse_adam_without_sparse_tables_names_the_setting(schema):
+    from widedeep.lit import WideDeepModule
+
+    module = WideDeepModule(
+        schema=schema.to_dict(),
+        kind="wide_deep",
+        wide={},
+        deep={"embedding_dim": 4, "hidden": [8]},
+        optim={"wide": {"name": "adam", "lr": 1e-3}, "deep": {"name": "sparse_adam", "lr": 1e-3}},
+    )
+    with pytest.raises(ValueError, match=r"optim\.deep: .*set model\.deep\.sparse_min_rows"):
+        module.configure_optimizers()

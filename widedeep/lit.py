@@ -144,7 +144,7 @@ class WideDeepModule(pl.LightningModule):
                 if not sparse_params:
                     raise ValueError(
                         f"{who}: sparse_adam needs sparse tables in model.{tower} "
-                        "(set model.{tower}.sparse_min_rows)"
+                        f"(set model.{tower}.sparse_min_rows)"
                     )
                 # SparseAdam takes sparse gradients only: the tower's dense parameters (MLP,
                 # bias) get Adam with the same settings; fused/foreach are Adam's alone.
