@@ -19,12 +19,12 @@ class SparseLookup(torch.autograd.Function):
     included) and drops the padding entries with a boolean-mask gather over all B*K*D values in
     every step; every sparse optimizer then coalesces it (sorts the ids and sums duplicates).
     Here the backward sums duplicates itself: one sort of the B*K row numbers (`torch.unique`)
-    and an `index_add_` of the values, about half the time of torch's `coalesce` at 4096 x 26 x
-    16 (benchmarks/micro.py lookup), and the gradient comes out coalesced, so the optimizer's
+    and an `index_add_` of the values. The gradient comes out coalesced, so the optimizer's
     `coalesce()` is free (`mark_coalesced` keeps the flag through autograd's accumulation,
-    which drops it). The padding row's summed entry is zeroed: a zero-valued row-0 entry
-    leaves row 0 where it is under every sparse optimizer (SGD, AdaGrad, SparseAdam, FTRL: their
-    state for it stays zero), so the padding row keeps its meaning.
+    which drops it): lookup + backward + coalesce at 4096 x 26 x 16 take about two thirds of
+    torch's time (benchmarks/micro.py lookup). The padding row's summed entry is zeroed: a
+    zero-valued row-0 entry leaves row 0 where it is under every sparse optimizer (SGD, AdaGrad,
+    SparseAdam, FTRL: their state for it stays zero), so the padding row keeps its meaning.
     """
 
     @staticmethod
