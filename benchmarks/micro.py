@@ -16,10 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from widedeep import keep_freed_memory
 from widedeep.deep import mlp
 from widedeep.embedding import FieldEmbedding
 
 torch.set_num_threads(2)
+keep_freed_memory()  # as widedeep's CLIs and the benchmark's widedeep rows run
 
 
 def ms_per_call(fn: Callable[[], object], reps: int = 50) -> float:
@@ -29,6 +31,18 @@ def ms_per_call(fn: Callable[[], object], reps: int = 50) -> float:
     for _ in range(reps):
         fn()
     return (time.perf_counter() - start) / reps * 1e3
+
+
+def alternating_medians(
+    ways: dict[str, Callable[[], object]], rounds: int, reps: int = 10
+) -> dict[str, float]:
+    """Median ms per call of each way over ``rounds`` rounds that take turns, so that this
+    machine's drift falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, way in ways.items():
+            times[name].append(ms_per_call(way, reps))
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def drift(seconds: int = 20) -> None:
@@ -59,18 +73,19 @@ def lookup(rounds: int = 8) -> None:
         torch.cat([embed().flatten(1), dense], 1).sum().backward()
         table.weight.grad.coalesce()  # the first thing every sparse optimizer does with it
 
-    ways = {
-        "torch": lambda: step(lambda: F.embedding(rows, table.weight, padding_idx=0, sparse=True)),
-        "ours": lambda: step(lambda: table(ids)),
-    }
-    times: dict[str, list[float]] = {name: [] for name in ways}
-    for _ in range(rounds):  # alternating, so drift falls on both
-        for name, way in ways.items():
-            times[name].append(ms_per_call(way, reps=10))
+    ms = alternating_medians(
+        {
+            "torch": lambda: step(
+                lambda: F.embedding(rows, table.weight, padding_idx=0, sparse=True)
+            ),
+            "ours": lambda: step(lambda: table(ids)),
+        },
+        rounds,
+    )
     print(
         "lookup: 4096 x 26 x 16 lookup + sparse backward + coalesce, median of "
-        f"{rounds} alternating rounds: torch padding_idx {np.median(times['torch']):.2f} ms, "
-        f"FieldEmbedding (SparseLookup) {np.median(times['ours']):.2f} ms"
+        f"{rounds} alternating rounds: torch padding_idx {ms['torch']:.2f} ms, "
+        f"FieldEmbedding (SparseLookup) {ms['ours']:.2f} ms"
     )
 
 
@@ -78,14 +93,18 @@ def relu(rounds: int = 8) -> None:
     net = mlp(26 * 16 + 13, (400, 400, 400)).eval()
     x = torch.randn(8192, 26 * 16 + 13)
     relus = [m for m in net if isinstance(m, torch.nn.ReLU)]
-    times: dict[bool, list[float]] = {False: [], True: []}
+
+    def forward(inplace: bool) -> Callable[[], object]:
+        def call() -> object:
+            for m in relus:
+                m.inplace = inplace
+            return net(x)
+
+        return call
+
     with torch.inference_mode():
-        for _ in range(rounds):  # alternating, so drift falls on both
-            for inplace in (False, True):
-                for m in relus:
-                    m.inplace = inplace
-                times[inplace].append(ms_per_call(lambda: net(x), reps=10))
-    out, inplace = np.median(times[False]), np.median(times[True])
+        ms = alternating_medians({"out": forward(False), "in": forward(True)}, rounds)
+    out, inplace = ms["out"], ms["in"]
     print(
         f"relu: MLP 429-400-400-400-1 at batch 8192, median of {rounds} alternating rounds: "
         f"{out:.1f} ms out of place, {inplace:.1f} ms in place ({out / inplace - 1:+.1%})"
