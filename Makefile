@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/widedeep-train -m experiment=demo model=wide,deep,wide_deep \
 		hydra.sweep.dir=outputs/demo trainer.progress_bar=false
-	$(BIN)/python -m widedeep.summary outputs/demo
+	$(BIN)/python -m widedeep.cli.summary outputs/demo
 
 test: install
 	$(BIN)/ruff check .

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from widedeep import keep_freed_memory
-from widedeep.deep import mlp
-from widedeep.embedding import FieldEmbedding
+from widedeep.nn.deep import mlp
+from widedeep.nn.embedding import FieldEmbedding
 
 torch.set_num_threads(2)
 keep_freed_memory()  # as widedeep's CLIs and the benchmark's widedeep rows run

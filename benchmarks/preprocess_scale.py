@@ -7,7 +7,7 @@ Generates a Criteo-format TSV (never committed: under benchmarks/.work/ by defau
 each in a fresh subprocess so that peak RSS is per implementation: read the TSV, split 8:1:1 at
 random, fit vocabularies (min_count) and log1p + standardize statistics on train, encode every
 split with 3 hashed crosses, write the result (widedeep: its cache entry, through
-`widedeep.pipeline.prepare`; pandas: one parquet per split plus the vocabularies). The outputs
+`widedeep.data.pipeline.prepare`; pandas: one parquet per split plus the vocabularies). The outputs
 are then compared: same rows, same ids.
 
 Implementations (``--impl``, comma-separated; the ratio column is relative to the first):
@@ -59,7 +59,7 @@ ZIPF = 1.15
 def _chunk(n: int, rng: np.random.Generator):
     import polars as pl
 
-    from widedeep.hashing import splitmix64
+    from widedeep.data.hashing import splitmix64
 
     hex_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
     shifts = np.arange(28, -1, -4, dtype=np.uint64)
@@ -82,7 +82,7 @@ def _chunk(n: int, rng: np.random.Generator):
 
 def generate(path: Path, rows: int, seed: int = SEED, chunk: int = 500_000) -> None:
     """A Criteo-format TSV (no header, empty = missing), written in chunks, atomically."""
-    from widedeep.io import atomic_write
+    from widedeep.core.io import atomic_write
 
     def write(tmp: Path) -> None:
         rng = np.random.default_rng(seed)
@@ -119,8 +119,8 @@ IMPLS = ("widedeep", "widedeep-csv", "widedeep-stream", "pandas")
 
 
 def run_widedeep(tsv: Path, out: Path, impl: str) -> dict[str, Any]:
-    from widedeep import pipeline
-    from widedeep.datasets import READERS
+    from widedeep.data import pipeline
+    from widedeep.data.readers import READERS
 
     READERS["criteo_tsv"] = read_criteo_tsv
     cfg = {
@@ -152,7 +152,7 @@ def run_pandas(tsv: Path, out: Path) -> dict[str, Any]:
     """The same steps, written as a pandas user would: read_csv, value_counts, map, to_parquet."""
     import pandas as pd
 
-    from widedeep.hashing import bucketize
+    from widedeep.data.hashing import bucketize
 
     started = time.perf_counter()
     df = pd.read_csv(

@@ -12,7 +12,8 @@ Steps, each in its own subprocess so that each peak RSS (``ru_maxrss``) belongs 
    is why it is a separate process and is not what the benchmark measures;
 2. baseline: one streamed epoch on a 20,000-row log with the same settings: the process's fixed
    cost (Python, torch, Lightning, the model);
-3. stream: one epoch of ``widedeep.train.train`` with ``trainer.loader=stream`` on the big log;
+3. stream: one epoch of ``widedeep.training.run.train`` with ``trainer.loader=stream`` on the
+   big log;
 4. memory (``--memory``): the same with the in-memory loader (reading the same cache), for
    comparison.
 
@@ -75,8 +76,8 @@ def peak_rss_mb() -> float:
 def step_prepare(rows: int, args: argparse.Namespace) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
-    from widedeep.pipeline import prepare
-    from widedeep.train import compose_config
+    from widedeep.cli.config import compose_config
+    from widedeep.data.pipeline import prepare
 
     cfg = OmegaConf.to_container(compose_config(overrides(rows, args)).data, resolve=True)
     directory, manifest, hit = prepare({**cfg, "cache": True})
@@ -95,7 +96,8 @@ def step_prepare(rows: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def step_train(rows: int, loader: str, args: argparse.Namespace) -> dict[str, Any]:
-    from widedeep.train import compose_config, train
+    from widedeep.cli.config import compose_config
+    from widedeep.training.run import train
 
     out = args.out / f"run-{loader}-{rows}"
     cfg = compose_config([*overrides(rows, args), f"trainer.loader={loader}"], str(out))

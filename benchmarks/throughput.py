@@ -393,7 +393,8 @@ def peak_rss_mib() -> float:
 
 def widedeep_config(spec: RowSpec) -> Any:
     """The config ``widedeep-train`` would run with these overrides, validated like it."""
-    from widedeep.train import compose_config, validate
+    from widedeep.cli.config import compose_config
+    from widedeep.training.run import validate
 
     cfg = compose_config([*WIDEDEEP_BASE, *spec.overrides])
     validate(cfg)
@@ -446,8 +447,8 @@ def run_widedeep(
     from omegaconf import OmegaConf
 
     from widedeep import BatchLoader, CategoricalField, ColumnarData, Schema, keep_freed_memory
-    from widedeep.lit import WideDeepModule
-    from widedeep.predict import predict_split
+    from widedeep.training.module import WideDeepModule
+    from widedeep.training.predict import predict_split
 
     keep_freed_memory()  # as widedeep-train and widedeep-predict do at start
 
@@ -764,7 +765,7 @@ def row_environment(spec: RowSpec, s: Settings) -> dict[str, str]:
     get the same malloc settings (from the environment, as they do not import widedeep); the
     peers run with the allocator as they ship. Called in the parent, which runs in widedeep's
     environment."""
-    from widedeep.allocator import MALLOC_ENV, OPT_OUT
+    from widedeep.core.allocator import MALLOC_ENV, OPT_OUT
 
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV and k != OPT_OUT}
     if s.system_malloc:

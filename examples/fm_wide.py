@@ -8,7 +8,7 @@ field gets a D-dim vector and the pairwise term sums ``<v_i, v_j>`` over field p
 low-rank interactions a wide tower cannot generalise to unseen (user, item) pairs. The wide
 tower keeps what an FM smooths away: one weight per id and per cross id (memorised exceptions).
 
-The synthetic click log (`widedeep.datasets.synthetic`) plants exactly these two kinds of
+The synthetic click log (`widedeep.data.readers.synthetic`) plants exactly these two kinds of
 structure, so FM + wide should beat wide alone on held-out rows. `train_plain` is an ordinary
 PyTorch loop over `BatchLoader`; `train_lightning` trains the same model with the project's
 `WideDeepModule` (one optimizer per tower) by passing it as ``model=``.
@@ -34,7 +34,7 @@ from widedeep import (
     Schema,
     WideTower,
 )
-from widedeep.datasets.synthetic import SyntheticConfig, generate
+from widedeep.data.readers.synthetic import SyntheticConfig, generate
 
 FIELDS = ("user", "item", "category", "hour", "device", "position")
 
@@ -157,7 +157,7 @@ def train_lightning(model: FMWide, data: Data, epochs: int = 3, lr: float = 0.02
     """The same model under the project's `WideDeepModule` (an optimizer per tower)."""
     import pytorch_lightning as pl
 
-    from widedeep.lit import WideDeepModule
+    from widedeep.training.module import WideDeepModule
 
     settings = {"name": "adam", "lr": lr}
     module = WideDeepModule(

@@ -1,4 +1,4 @@
-"""Run a model exported by ``python -m widedeep.export`` with torch alone (no widedeep import).
+"""Run a model exported by ``python -m widedeep.cli.export`` with torch alone (no widedeep import).
 
     python examples/load_exported.py model.pt2
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from widedeep import BagField, CategoricalField, CrossField, Schema
-from widedeep.batch import random_batch  # noqa: F401  (tests import it from here)
+from widedeep.core.batch import random_batch  # noqa: F401  (tests import it from here)
 
 
 @pytest.fixture(autouse=True, scope="session")

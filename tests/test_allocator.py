@@ -65,7 +65,7 @@ def test_a_mistyped_opt_out_is_an_error_not_ignored(monkeypatch):
 def test_the_clis_name_a_mistyped_opt_out():
     env = {**os.environ, "WIDEDEEP_MALLOC": "sytem"}
     done = subprocess.run(
-        [sys.executable, "-m", "widedeep.serve", "checkpoint=none.ckpt"],
+        [sys.executable, "-m", "widedeep.cli.predict", "checkpoint=none.ckpt"],
         capture_output=True,
         text=True,
         env=env,

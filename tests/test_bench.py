@@ -6,7 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from widedeep.bench import Run, ensemble_logits, mean_ci, plan
+from widedeep.experiment.ensembles import ensemble_logits
+from widedeep.experiment.plan import Run, plan
+from widedeep.experiment.stats import mean_ci
 
 
 def _preds(seed: int, n: int = 400) -> pl.DataFrame:
@@ -75,7 +77,7 @@ def test_plan_and_confidence_interval():
 def test_bench_end_to_end_on_tiny_synthetic_data(tmp_path):
     from hydra import compose, initialize_config_module
 
-    from widedeep.bench import bench
+    from widedeep.experiment.harness import bench
 
     with initialize_config_module(config_module="widedeep.conf", version_base="1.3"):
         cfg = compose(
@@ -126,7 +128,7 @@ def test_bench_end_to_end_on_tiny_synthetic_data(tmp_path):
 
 
 def test_single_class_slice_has_no_auc_but_a_log_loss():
-    from widedeep.bench import scores
+    from widedeep.experiment.ensembles import scores
 
     logit = np.array([2.0, 0.0, -1.0])
     clicks = scores(np.ones(3), logit)

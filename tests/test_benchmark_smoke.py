@@ -126,7 +126,7 @@ def test_interleaved_rounds_report_every_round(tmp_path):
 
 
 def test_allocator_settings_per_row(monkeypatch):
-    from widedeep.allocator import MALLOC_ENV
+    from widedeep.core.allocator import MALLOC_ENV
 
     tp = load_script()
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")  # inherited settings never leak into a row

@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 import torch
 
-from widedeep import cache, pipeline
-from widedeep.datasets import READERS
-from widedeep.preprocess import Preprocessor
+from widedeep.data import cache, pipeline
+from widedeep.data.preprocess import Preprocessor
+from widedeep.data.readers import READERS
 
 
 def write_csv(path: Path, n: int = 300, seed: int = 0) -> None:
@@ -121,7 +121,7 @@ def test_cache_equals_the_uncached_build_extras_included(cfg, reader) -> None:
 
 def test_lazy_reader_streams_to_the_same_cache_content(cfg, reader, monkeypatch) -> None:
     eager = pipeline.load_data({**cfg, "cache": False})
-    monkeypatch.setattr("widedeep.preprocess.BATCH_ROWS", 50)  # several batches per pass
+    monkeypatch.setattr("widedeep.data.preprocess.BATCH_ROWS", 50)  # several batches per pass
     lazy = pipeline.load_data({**cfg, "lazy": True})
     assert_same(eager, lazy)
     [entry] = entries(cfg)

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from widedeep import data_cli
-from widedeep.download import SOURCES, RemoteFile, Source
+from widedeep.cli import data as data_cli
+from widedeep.data.sources import SOURCES, RemoteFile, Source
 
 SMALL = ["data=synthetic", "data.generator.n_rows=5000"]
 

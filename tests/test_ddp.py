@@ -18,11 +18,13 @@ import torch.distributed as dist
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from widedeep import distributed
-from widedeep.data import BatchLoader, ColumnarData
-from widedeep.datamodule import WideDeepDataModule
-from widedeep.embedding import FieldEmbedding
-from widedeep.train import ConfigError, compose_config, train, validate
+from widedeep.cli.config import compose_config
+from widedeep.data.columnar import ColumnarData
+from widedeep.data.loader import BatchLoader
+from widedeep.nn.embedding import FieldEmbedding
+from widedeep.training import distributed
+from widedeep.training.datamodule import WideDeepDataModule
+from widedeep.training.run import ConfigError, train, validate
 
 
 def _columns(n: int) -> ColumnarData:
@@ -100,11 +102,10 @@ def test_ddp_settings_are_checked_before_training(monkeypatch):
     validate(compose_config([*sparse_on_gpu, "trainer.process_group_backend=gloo"]))
     with pytest.raises(ConfigError, match="strategy"):
         validate(compose_config(["trainer=ddp", "trainer.strategy=ddp_spawn"]))
-    monkeypatch.setattr(distributed, "hydra_multirun", lambda: True)
     with pytest.raises(ConfigError, match="sweep"):
-        validate(compose_config(["trainer=ddp"]))
+        validate(compose_config(["trainer=ddp"]), sweep=True)
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")  # torchrun made the processes
-    validate(compose_config(["trainer=ddp"]))  # processes made by torchrun: no re-launch
+    validate(compose_config(["trainer=ddp"]), sweep=True)  # made by torchrun: no re-launch
 
 
 @pytest.mark.parametrize(
@@ -186,7 +187,7 @@ TOLERANCE = 1e-3
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path):
-    """``python -m widedeep.train trainer=ddp`` (as widedeep-train runs it): Lightning starts
+    """``python -m widedeep.cli.train trainer=ddp`` (as widedeep-train runs it): Lightning starts
     rank 1 with the same command line; gloo; results as one process at the same global batch.
     """
     started = time.perf_counter()
@@ -195,7 +196,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT"):
         env.pop(key, None)
     ddp = subprocess.Popen(
-        [sys.executable, "-m", "widedeep.train", "trainer=ddp", *TINY, f"hydra.run.dir={run}"],
+        [sys.executable, "-m", "widedeep.cli.train", "trainer=ddp", *TINY, f"hydra.run.dir={run}"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

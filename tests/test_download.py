@@ -15,17 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from widedeep import download
-from widedeep.download import (
-    SOURCES,
+from widedeep.data import download, sources
+from widedeep.data.download import (
     ChecksumError,
-    Derived,
     DownloadError,
     ManualDownloadRequired,
-    RemoteFile,
-    Source,
     download_dataset,
 )
+from widedeep.data.sources import SOURCES, Derived, RemoteFile, Source
 
 SHARED = Path("/work/shared/datasets")
 PAYLOAD = b"label,user,item\n" + b"".join(b"%d,u%d,i%d\n" % (i % 2, i, i % 7) for i in range(500))
@@ -171,7 +168,7 @@ def test_derived_files_are_built_checked_and_kept(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "data.libfm").write_bytes(PAYLOAD.replace(b"\n", b"\r\n"))
-    lf = download._lf("toy/data.libfm")
+    lf = sources._lf("toy/data.libfm")
     monkeypatch.setitem(SOURCES, "toy", Source(
         title="toy", homepage="", files=(_file("toy/data.libfm"),), automated=True, why="",
         terms="", provides="", derived=(Derived("toy/x1/data.libfm", lf, SHA),
@@ -270,5 +267,5 @@ def test_movielens_text_files_convert_to_the_readers_parquet(tmp_path):
         text = frame.write_csv(separator="\t" if name == "u.data" else "|", include_header=False,
                                quote_style="never")
         (folder / name).write_bytes(text.encode("latin-1"))
-        built = download._movielens_parquet(name)(tmp_path)
+        built = sources._movielens_parquet(name)(tmp_path)
         assert pl.read_parquet(io.BytesIO(built)).equals(frame), name

@@ -9,7 +9,8 @@ import torch
 from conftest import random_batch
 
 from widedeep import DeepTower, WideDeep, WideTower
-from widedeep.train import compose_config, train
+from widedeep.cli.config import compose_config
+from widedeep.training.run import train
 
 TINY = [
     "data.generator.n_rows=6000",
@@ -108,7 +109,7 @@ def test_scheduler_and_l1_sparsity(tmp_path):
 
 def test_embedding_l2_is_the_bars_penalty_on_whole_tables():
     """embedding_l2 = adding l2 / 2 * ||E||^2 of every table to the loss; other weights free."""
-    from widedeep.optim import build_optimizer
+    from widedeep.optim.factory import build_optimizer
 
     torch.manual_seed(0)
     table, other = torch.randn(5, 3), torch.randn(3)
@@ -139,7 +140,7 @@ def test_embedding_l2_is_the_bars_penalty_on_whole_tables():
     ],
 )
 def test_embedding_l2_rejects_what_cannot_work(settings, message):
-    from widedeep.optim import build_optimizer
+    from widedeep.optim.factory import build_optimizer
 
     p = torch.nn.Parameter(torch.zeros(2, 2))
     with pytest.raises(ValueError, match=message):
@@ -147,7 +148,7 @@ def test_embedding_l2_rejects_what_cannot_work(settings, message):
 
 
 def test_sparse_adam_passes_fused_to_the_dense_adam_only(schema):
-    from widedeep.lit import WideDeepModule
+    from widedeep.training.module import WideDeepModule
 
     settings = {"name": "sparse_adam", "lr": 1e-3, "fused": True}
     module = WideDeepModule(
@@ -164,7 +165,7 @@ def test_sparse_adam_passes_fused_to_the_dense_adam_only(schema):
 
 
 def test_sparse_adam_without_sparse_tables_names_the_setting(schema):
-    from widedeep.lit import WideDeepModule
+    from widedeep.training.module import WideDeepModule
 
     module = WideDeepModule(
         schema=schema.to_dict(),

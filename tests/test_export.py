@@ -10,12 +10,14 @@ import pytest
 import torch
 from conftest import random_batch
 
-from widedeep.checkpoint import model_from_checkpoint
-from widedeep.data import BatchLoader
-from widedeep.export import example_batch, export_model, export_program, load_exported, main
-from widedeep.lit import build_model
-from widedeep.pipeline import load_data
-from widedeep.train import compose_config, train
+from widedeep.cli.config import compose_config
+from widedeep.cli.export import main
+from widedeep.data.loader import BatchLoader
+from widedeep.data.pipeline import load_data
+from widedeep.nn.build import build_model
+from widedeep.serving.export import example_batch, export_model, export_program, load_exported
+from widedeep.training.checkpoint import model_from_checkpoint
+from widedeep.training.run import train
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "load_exported.py"
 

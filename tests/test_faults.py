@@ -19,8 +19,9 @@ from conftest import random_batch
 from omegaconf import OmegaConf
 
 from widedeep import BatchLoader, ColumnarData
-from widedeep.checkpoint import load_checkpoint, model_from_checkpoint, plain, resume_path
-from widedeep.lit import LatestCheckpoint, WideDeepModule
+from widedeep.training.callbacks import LatestCheckpoint
+from widedeep.training.checkpoint import load_checkpoint, model_from_checkpoint, plain, resume_path
+from widedeep.training.module import WideDeepModule
 
 # 4,800 training rows in batches of 256: 19 batches per epoch; last.ckpt every 4 batches.
 RUN = [
@@ -47,8 +48,8 @@ TOLERANCE = 1e-6  # same ops in the same order on the same machine: equal to flo
 PAUSING_CLI = """
 import os, sys, time
 from pathlib import Path
-import widedeep.lit as lit
-from widedeep.train import main
+import widedeep.training.module as lit
+from widedeep.cli.train import main
 
 at, marker = int(os.environ["PAUSE_AFTER"]), Path(os.environ["PAUSE_MARKER"])
 
@@ -69,7 +70,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "widedeep.train", *args],
+        [sys.executable, "-m", "widedeep.cli.train", *args],
         cwd=cwd,
         env=_env(),
         capture_output=True,
@@ -186,8 +187,8 @@ class _FirstResumedBatch(pl.Callback):
 
 @pytest.mark.slow
 def test_resume_restores_both_optimizers_and_the_data_order(runs):
-    from widedeep.data import EpochPermutation
-    from widedeep.datamodule import WideDeepDataModule
+    from widedeep.data.loader import EpochPermutation
+    from widedeep.training.datamodule import WideDeepDataModule
 
     saved = load_checkpoint(runs["saved"], "resume")
     cfg = OmegaConf.load(runs["full"] / "config.yaml")
@@ -313,7 +314,8 @@ def test_missing_file_and_missing_keys_are_named(tmp_path, good_checkpoint):
 
 
 def test_resuming_from_a_bad_file_fails_before_loading_data(tmp_path):
-    from widedeep.train import compose_config, train
+    from widedeep.cli.config import compose_config
+    from widedeep.training.run import train
 
     bad = tmp_path / "last.ckpt"
     bad.write_bytes(b"\x00" * 100)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from widedeep.ftrl import FTRL
+from widedeep.optim.ftrl import FTRL
 
 # float64 everywhere in the reference comparisons, so the only differences are rounding.
 RTOL, ATOL = 1e-10, 1e-12

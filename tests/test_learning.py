@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from widedeep.train import compose_config, train
+from widedeep.cli.config import compose_config
+from widedeep.training.run import train
 
 
 @pytest.mark.slow
@@ -31,7 +32,7 @@ def test_joint_model_beats_each_tower_alone(tmp_path):
 def test_predictions_track_the_true_logit(tmp_path):
     import polars as pl
 
-    from widedeep.pipeline import load_data
+    from widedeep.data.pipeline import load_data
 
     cfg = compose_config(
         [

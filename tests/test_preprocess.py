@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from widedeep import preprocess
-from widedeep.hashing import bucketize, bucketize_expr, hash_columns, splitmix64
-from widedeep.preprocess import FeatureSpec, Preprocessor, discretize
-from widedeep.vocab import Vocabulary
+from widedeep.data import preprocess
+from widedeep.data.hashing import bucketize, bucketize_expr, hash_columns, splitmix64
+from widedeep.data.preprocess import FeatureSpec, Preprocessor, discretize
+from widedeep.data.vocab import Vocabulary
 
 MASK64 = 2**64 - 1
 

@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 from omegaconf import OmegaConf
 
-from widedeep.datasets import READERS
-from widedeep.datasets._rows import BadInputError, _read_lines, collect_bad_rows
-from widedeep.features import OOV_ID, PADDING_ID
-from widedeep.pipeline import load_data
-from widedeep.preprocess import FeatureSpec, Preprocessor
+from widedeep.core.schema import OOV_ID, PADDING_ID
+from widedeep.data.pipeline import load_data
+from widedeep.data.preprocess import FeatureSpec, Preprocessor
+from widedeep.data.readers import READERS
+from widedeep.data.readers._rows import BadInputError, _read_lines, collect_bad_rows
 
 CONF = Path(__file__).resolve().parents[1] / "widedeep" / "conf" / "data"
 
@@ -462,7 +462,7 @@ def write_served(root: Path, name: str, labels: bool) -> Path:
 
 @pytest.mark.parametrize("name", ["criteo", "avazu", "frappe", "adult", "movielens"])
 def test_unlabeled_file_reads_like_the_labelled_one_when_serving(tmp_path: Path, name: str) -> None:
-    from widedeep.serve import read_raw
+    from widedeep.data.raw import read_raw
 
     with_labels = read_raw(config(name, tmp_path / "l"), write_served(tmp_path / "l", name, True))
     got = read_raw(config(name, tmp_path / "u"), write_served(tmp_path / "u", name, False))
@@ -487,7 +487,7 @@ def test_unlabeled_file_is_an_error_for_training(tmp_path: Path, name: str, mess
 
 
 def test_unlabeled_mix_is_a_bad_row(tmp_path: Path) -> None:
-    from widedeep.datasets.adult import read_adult_file
+    from widedeep.data.readers.adult import read_adult_file
 
     text = unlabeled("adult", ADULT["adult/adult.data"])
     text = replace_line(text, 3, _ADULT_ROWS[2])  # line 3 keeps its income

@@ -13,13 +13,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from widedeep.datasets._rows import BadInputError
-from widedeep.datasets.synthetic import SyntheticConfig, generate
-from widedeep.features import OOV_ID
-from widedeep.pipeline import split_assignment
-from widedeep.serve import Predictor, main, predict_file, read_raw
-from widedeep.split import SPLITS
-from widedeep.train import compose_config, train
+from widedeep.cli.config import compose_config
+from widedeep.cli.predict import main
+from widedeep.core.schema import OOV_ID
+from widedeep.data.pipeline import split_assignment
+from widedeep.data.raw import read_raw
+from widedeep.data.readers._rows import BadInputError
+from widedeep.data.readers.synthetic import SyntheticConfig, generate
+from widedeep.data.split import SPLITS
+from widedeep.serving.predictor import Predictor, predict_file
+from widedeep.training.run import train
 
 FAST = [
     "trainer.max_epochs=1",
@@ -228,7 +231,7 @@ def test_command_line_writes_csv(runs, tmp_path):
         [
             sys.executable,
             "-m",
-            "widedeep.serve",
+            "widedeep.cli.predict",
             f"checkpoint={run / 'checkpoints/best.ckpt'}",
             f"input={test}",
             f"output={out}",

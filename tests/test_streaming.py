@@ -11,15 +11,16 @@ import pytest
 import torch
 
 from widedeep import BagField, CategoricalField, CrossField, Schema
-from widedeep.batch import Batch
-from widedeep.streaming import (
+from widedeep.cli.config import compose_config
+from widedeep.core.batch import Batch
+from widedeep.data.streaming import (
     StreamDataset,
     StreamLoader,
     batch_sizes,
     buffer_shuffle,
     row_groups,
 )
-from widedeep.train import compose_config, train
+from widedeep.training.run import train
 
 SCHEMA = Schema(
     dense=("price",),

@@ -7,7 +7,7 @@ import torch
 from conftest import random_batch
 
 from widedeep import DeepTower, FieldEmbedding, Schema, WideDeep, WideTower
-from widedeep.embedding import mark_coalesced
+from widedeep.nn.embedding import mark_coalesced
 
 
 def one_hot_design(schema: Schema, batch) -> torch.Tensor:

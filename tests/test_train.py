@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 import torch
 
-from widedeep.train import ConfigError, compose_config, train, validate
+from widedeep.cli.config import compose_config
+from widedeep.training.run import ConfigError, train, validate
 
 TINY = [
     "data.generator.n_rows=6000",
@@ -70,11 +71,11 @@ def test_train_writes_every_output(tmp_path):
     assert bias.std() < 1e-5
 
     # The checkpoint alone rebuilds the model, with the same scores.
-    from widedeep.lit import WideDeepModule
+    from widedeep.training.module import WideDeepModule
 
     module = WideDeepModule.load_from_checkpoint(tmp_path / "checkpoints/best.ckpt")
-    from widedeep.pipeline import load_data
-    from widedeep.predict import predict_split
+    from widedeep.data.pipeline import load_data
+    from widedeep.training.predict import predict_split
 
     data = load_data(dict(cfg.data))
     again = predict_split(module.model, data.splits["test"])
@@ -87,7 +88,7 @@ def test_train_writes_every_output(tmp_path):
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "WIDEDEEP_DEBUG": ""}
     return subprocess.run(
-        [sys.executable, "-m", "widedeep.train", *args],
+        [sys.executable, "-m", "widedeep.cli.train", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -145,7 +146,7 @@ def test_every_experiment_composes_and_validates(experiment):
         cfg = compose(config_name=name, overrides=[f"experiment={experiment}"])
     validate(cfg)
     if name == "bench":
-        from widedeep.bench import plan
+        from widedeep.experiment.plan import plan
 
         assert plan(cfg.bench), experiment
 
@@ -153,7 +154,7 @@ def test_every_experiment_composes_and_validates(experiment):
 def test_reduce_lr_on_plateau_decays_after_each_non_improving_validation():
     from types import SimpleNamespace
 
-    from widedeep.lit import ReduceLROnPlateau
+    from widedeep.training.callbacks import ReduceLROnPlateau
 
     wide = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     deep = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3)
@@ -174,7 +175,7 @@ def test_reduce_lr_on_plateau_decays_after_each_non_improving_validation():
 
 
 def test_monitor_and_plateau_in_a_run(tmp_path):
-    from widedeep.checkpoint import load_checkpoint
+    from widedeep.training.checkpoint import load_checkpoint
 
     overrides = [
         *TINY,
@@ -203,7 +204,7 @@ def test_monitor_and_plateau_in_a_run(tmp_path):
 
 
 def test_training_loss_is_logged_on_the_loggers_steps_only(tmp_path, monkeypatch):
-    from widedeep.lit import WideDeepModule
+    from widedeep.training.module import WideDeepModule
 
     calls = {}
     log = WideDeepModule.log

@@ -1,0 +1,36 @@
+"""widedeep-bench: joint training versus an ensemble of separately trained halves.
+
+    widedeep-bench                                   # synthetic, experiment=joint_vs_ensemble
+    widedeep-bench experiment=jve_frappe bench.seeds=[0,1,2]
+
+The harness itself is `widedeep.experiment.harness.bench`; this is its thin command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from widedeep.cli.errors import report_user_error
+from widedeep.core.allocator import keep_freed_memory
+from widedeep.experiment.harness import bench
+
+
+def _hydra_entry(cfg: Any) -> None:
+    try:
+        keep_freed_memory()  # before the runs' first batch; idempotent
+        print(f"widedeep-bench: results in {bench(cfg)}")
+    except Exception as err:
+        sys.exit(report_user_error("widedeep-bench", err))
+
+
+def main() -> None:
+    import hydra
+
+    from widedeep.cli.config import CONFIG_PATH
+
+    hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")(_hydra_entry)()
+
+
+if __name__ == "__main__":
+    main()

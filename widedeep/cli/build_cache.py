@@ -1,0 +1,26 @@
+"""``python -m widedeep.cli.build_cache data=criteo ...``: build a dataset's cache entry."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from widedeep.data.pipeline import prepare
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m widedeep.cli.build_cache data=criteo ...`` (widedeep-train overrides): build the
+    dataset's cache entry, the stream's input, without loading it into memory (as
+    ``widedeep-data prepare`` does after building): once, before a multi-node run."""
+    from omegaconf import OmegaConf
+
+    from widedeep.cli.config import compose_config
+
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    cfg = OmegaConf.to_container(compose_config(overrides).data, resolve=True)
+    directory, manifest, hit = prepare({**cfg, "cache": True})  # type: ignore[dict-item]
+    print(f"{directory}: {'reused' if hit else 'built'}, rows {manifest['rows']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""widedeep-train: the thin Hydra command line around `widedeep.training.run.train`.
+
+widedeep-train data=synthetic model=wide_deep optim=adam seed=1
+widedeep-train -m model=wide,deep,wide_deep seed=0,1,2
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from widedeep.cli.config import CONFIG_PATH, hydra_multirun
+from widedeep.cli.errors import report_user_error
+from widedeep.core.allocator import keep_freed_memory
+from widedeep.training.run import train, validate
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def _hydra_entry(cfg: DictConfig) -> float:
+    try:
+        keep_freed_memory()  # before the first batch; idempotent (a multirun calls it per job)
+        # Only the command line knows whether it runs a job of a local sweep (DDP refuses it).
+        validate(cfg, sweep=hydra_multirun())
+        return float(train(cfg)["test"]["auc"])
+    except Exception as err:
+        sys.exit(report_user_error("widedeep-train", err))
+
+
+def main() -> None:
+    _hydra_entry()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""The processed-data cache: encoded splits, the fitted preprocessing and a manifest, on disk.
+
+Layout, one directory per fingerprint under the cache root::
+
+    <root>/<name>-<fingerprint>/
+        manifest.json                 written last; no manifest = not a cache
+        preprocessor/                 `Preprocessor.save` (spec, dense stats, vocabularies)
+        train/part-00000.parquet ...  encoded columns + ``keep_columns``, in source row order
+        valid/...  test/...
+
+The root is ``data.cache_dir``, else $WIDEDEEP_CACHE_DIR, else ``$XDG_CACHE_HOME/widedeep``
+(``~/.cache/widedeep``),
+never inside the data root, which is often shared or read-only.
+
+The fingerprint covers everything that determines the content:
+- the raw input files named in ``data.files`` (resolved under the data root; a directory counts
+  as every file below it) by path, size and mtime_ns; files up to `HASH_BELOW` bytes by content
+  too. Larger files are not hashed: reading a 10 GB Criteo file to hash it would cost about as
+  much as preprocessing it. What size + mtime miss is a same-size rewrite that keeps the old
+  mtime (``cp -p``, ``rsync -t`` of other content): delete the cache entry after such a copy;
+- the data config, minus `NOT_IN_KEY` (batch sizes and cache settings). The generator settings
+  of the synthetic dataset are its input, and are part of the config;
+- `FORMAT_VERSION`, the polars version and a hash of the source of the code that produces the
+  content (the reader's module and widedeep's preprocessing modules), so that a fixed reader
+  never serves rows parsed by the old one.
+
+Atomicity: a build writes into ``<root>/.tmp-<entry>-<host>-<pid>-<random>``, the manifest
+last, then renames the whole directory into place. A crash leaves only a ``.tmp-`` directory,
+which nothing trusts; a later build removes those of this host whose process is gone. A
+directory without a valid manifest, with another format version or fingerprint, or whose files
+have other sizes than the manifest lists (say, truncated by a power cut) is rebuilt.
+Entries are never evicted: delete the root (or an entry) to reclaim space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import socket
+import stat
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from widedeep.core.schema import Schema
+from widedeep.data.columnar import ColumnarData, ProcessedData
+from widedeep.data.preprocess import Frame, Preprocessor, iter_batches
+from widedeep.data.split import SPLITS
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+HASH_BELOW = 8 * 2**20
+# Data config keys that do not change the processed data.
+NOT_IN_KEY = frozenset({"batch_size", "eval_batch_size", "cache", "cache_dir"})
+# The modules whose source decides the content, besides the reader's own module (paths in the
+# package).
+CODE = (
+    "core/schema.py",
+    "data/cache.py",
+    "data/hashing.py",
+    "data/pipeline.py",
+    "data/preprocess.py",
+    "data/split.py",
+    "data/vocab.py",
+)
+SPLIT_COLUMN = "__split"  # Int8 index into SPLITS, in the frames handed to `write`
+_TMP = ".tmp-"
+
+
+def enabled(cfg: Mapping[str, Any]) -> bool:
+    """``data.cache``; by default on for file datasets, off for generated ones (regenerating
+    from a seed is about as fast as reading a cache, and leaves no files behind)."""
+    value = cfg.get("cache")
+    if value is None:
+        return bool(cfg.get("files"))
+    if not isinstance(value, bool):
+        raise ValueError(f"data.cache must be true or false, got {value!r}")
+    return value
+
+
+def cache_root(cfg: Mapping[str, Any], data_root: Path) -> Path:
+    # Never inside the data root by default: data folders are often shared or read-only.
+    root = cfg.get("cache_dir") or os.environ.get("WIDEDEEP_CACHE_DIR")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "widedeep"
+    return Path(root).expanduser()
+
+
+def writable(root: Path) -> bool:
+    """Whether entries may be written under ``root``. A directory marked read-only (no owner
+    write bit, like a shared data root) counts as such even for root, who could write it."""
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.stat().st_mode & stat.S_IWUSR:
+        return False
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(root, os.W_OK | os.X_OK)
+
+
+def input_files(cfg: Mapping[str, Any], data_root: Path) -> list[Path]:
+    """Every path named under ``data.files`` (any nesting of strings, lists and mappings)."""
+
+    def walk(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, Mapping):
+            return [p for v in value.values() for p in walk(v)]
+        if isinstance(value, Sequence):
+            return [p for v in value for p in walk(v)]
+        return []
+
+    paths: list[Path] = []
+    for rel in walk(cfg.get("files") or {}):
+        path = (data_root / rel).resolve()
+        paths += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return paths
+
+
+def _file_key(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {"path": str(path), "missing": True}  # the reader will say so; never a hit
+    st = path.stat()
+    key: dict[str, Any] = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if st.st_size <= HASH_BELOW:
+        key["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return key
+
+
+def _source_file(reader: Callable[..., Any]) -> Path | None:
+    """The file defining a reader: a function, a `functools.partial` or a callable object."""
+    for obj in (reader, getattr(reader, "func", None), type(reader)):
+        try:
+            source = inspect.getsourcefile(obj)  # type: ignore[arg-type]
+        except TypeError:
+            continue
+        if source:
+            return Path(source)
+    return None
+
+
+def _code_hash(reader: Callable[..., Any]) -> str:
+    package = Path(__file__).parents[1]
+    # Every reader module: they share helpers (readers/_rows.py) whose fixes must rebuild.
+    files = {package / m for m in CODE} | set((package / "data" / "readers").glob("*.py"))
+    source = _source_file(reader)
+    if source and source.is_file():
+        files.add(source)
+    digest = hashlib.sha256()
+    for f in sorted(files):
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint(
+    cfg: Mapping[str, Any], data_root: Path, reader: Callable[..., Any]
+) -> tuple[str, dict[str, Any]]:
+    """(hex digest, the document it digests) for a data config."""
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "polars": pl.__version__,
+        "code": _code_hash(reader),
+        "config": {k: v for k, v in sorted(cfg.items()) if k not in NOT_IN_KEY},
+        "inputs": [_file_key(p) for p in input_files(cfg, data_root)],
+    }
+    text = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20], doc
+
+
+def entry_dir(root: Path, name: str, digest: str) -> Path:
+    return root / f"{name}-{digest}"
+
+
+
+def trusted(directory: Path, digest: str) -> dict[str, Any] | None:
+    """The manifest of a complete entry with this fingerprint, else None."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("fingerprint") != digest:
+        return None
+    for rel, size in (manifest.get("files") or {}).items():
+        path = directory / rel
+        if not path.is_file() or path.stat().st_size != size:
+            return None
+    return manifest if manifest.get("files") else None
+
+
+def split_files(directory: Path, split: str) -> list[Path]:
+    return sorted((directory / split).glob("part-*.parquet"))
+
+
+def read(directory: Path, manifest: Mapping[str, Any], hit: bool = True) -> ProcessedData:
+    """A trusted entry -> tensors (parquet -> polars -> torch, one copy into each matrix).
+    ``hit``: whether the entry was there before this run (``info["cache_hit"]``)."""
+    schema = Schema.from_dict(manifest["schema"])
+    keep = list(manifest["keep_columns"])
+    splits, extras = {}, {}
+    for split in SPLITS:
+        frame = pl.read_parquet(split_files(directory, split))
+        where = f"cache {directory}, split {split!r}"
+        splits[split] = ColumnarData.from_frame(frame, schema, where)
+        extras[split] = frame.select(keep)
+    info = {k: manifest[k] for k in ("name", "rows", "click_rate", "bad_rows", "timings_s")}
+    info |= {"cache": str(directory), "cache_hit": hit}
+    pre = Preprocessor.load(directory / "preprocessor")
+    return ProcessedData(schema=schema, splits=splits, info=info, extras=extras, preprocessor=pre)
+
+
+
+def write(
+    target: Path,
+    digest: str,
+    key: Mapping[str, Any],
+    pre: Preprocessor,
+    encoded: Frame,
+    info: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write an entry atomically; ``encoded`` has the `SPLIT_COLUMN`. Returns the manifest."""
+    root = target.parent
+    root.mkdir(parents=True, exist_ok=True)
+    clean_stale(root)
+    tmp = root / f"{_TMP}{target.name}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        started = time.perf_counter()
+        rows, clicks = _write_splits(tmp, encoded, pre.spec.label)
+        pre.save(tmp / "preprocessor")
+        timings = {**info.get("timings_s", {}), "write": time.perf_counter() - started}
+        manifest = {
+            **info,
+            "format_version": FORMAT_VERSION,
+            "fingerprint": digest,
+            "key": key,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "rows": rows,
+            "click_rate": {s: clicks[s] / rows[s] if rows[s] else None for s in SPLITS},
+            "schema": pre.schema.to_dict(),
+            "timings_s": timings,
+            "files": {
+                str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*"))
+                if p.is_file()
+            },
+        }
+        # Last: an entry with a manifest is complete.
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        _publish(tmp, target, digest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def split_parts(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Rows with `SPLIT_COLUMN` -> one frame per split (without it), rows in order."""
+    codes, body = frame[SPLIT_COLUMN].to_numpy(), frame.drop(SPLIT_COLUMN)
+    # Boolean masks: about half the cost of partition_by on these frames.
+    return {split: body.filter(pl.Series(codes == k)) for k, split in enumerate(SPLITS)}
+
+
+def _write_splits(directory: Path, encoded: Frame, label: str) -> tuple[dict, dict]:
+    """Stream ``encoded`` batch by batch into ``<split>/part-NNNNN.parquet`` files."""
+    rows = dict.fromkeys(SPLITS, 0)
+    clicks = dict.fromkeys(SPLITS, 0.0)
+    for split in SPLITS:
+        (directory / split).mkdir()
+    for n, batch in enumerate(iter_batches(encoded)):
+        for split, part in split_parts(batch).items():
+            # An empty part too, so that every split has its columns even with no rows.
+            if part.height or n == 0:
+                # lz4: about twice as fast to write as zstd, for files about a third larger.
+                # No column statistics: nothing filters these files by value.
+                path = directory / split / f"part-{n:05d}.parquet"
+                part.write_parquet(path, compression="lz4", statistics=False)
+            rows[split] += part.height
+            clicks[split] += float(part[label].sum()) if label in part.columns else 0.0
+    return rows, clicks
+
+
+def _publish(tmp: Path, target: Path, digest: str) -> None:
+    """Rename ``tmp`` to ``target``; a complete entry already there (a concurrent build) wins."""
+    for _ in range(2):
+        try:
+            os.rename(tmp, target)
+            return
+        except OSError:
+            if trusted(target, digest):
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            shutil.rmtree(target, ignore_errors=True)  # untrusted leftovers: replace them
+    os.rename(tmp, target)
+
+
+def _host() -> str:
+    """This host, as a tag without ``-`` (the separator of temporary directory names)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def clean_stale(root: Path) -> None:
+    """Remove the temporary directories of builds on this host whose process has ended."""
+    host = _host()
+    for path in root.glob(f"{_TMP}*"):
+        parts = path.name.rsplit("-", 3)
+        if len(parts) != 4 or parts[1] != host or not parts[2].isdigit():
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass

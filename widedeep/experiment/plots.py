@@ -1,0 +1,105 @@
+"""The benchmark's PNG plots."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from widedeep.core.io import atomic_write
+from widedeep.experiment.slices import slice_labels
+
+
+def plots(cfg: Any, results: pl.DataFrame, slices: pl.DataFrame, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name = cfg.data.name
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, column, label in (
+        (axes[0], "params", "total parameters"),
+        (axes[1], "nonzero_params", "non-zero parameters"),
+    ):
+        for arm, marker in (("joint", "o"), ("ens_best", "s")):
+            per = (
+                results.filter(pl.col("arm") == arm)
+                .group_by("wide_level", "deep_level")
+                .agg(
+                    pl.col(column).mean(),
+                    pl.col("test_auc").mean().alias("auc"),
+                    pl.col("test_auc").std().alias("std"),
+                )
+                .sort(column)
+            )
+            ax.errorbar(
+                per[column],
+                per["auc"],
+                yerr=per["std"].fill_null(0),
+                fmt=marker,
+                capsize=3,
+                label=arm.replace("ens_best", "best ensemble"),
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{label} (log scale)")
+        ax.set_ylabel("test AUC")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(
+        f"{name}: test AUC vs size, one point per (wide, deep) level; bars = std over seeds"
+    )
+    fig.tight_layout()
+    atomic_write(out_dir / "auc_vs_params.png", lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+    order = slice_labels(list(cfg.bench.slices.edges))
+    agg = slices.group_by("slice", "arm").agg(
+        pl.col("auc").mean(),
+        pl.col("auc").std().alias("std"),
+        pl.col("mean_abs_wide").mean(),
+        pl.col("mean_abs_deep").mean(),
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    x = np.arange(len(order))
+    arms = ("wide", "deep", "joint", "ens_best")
+    for k, arm in enumerate(arms):
+        part = {r["slice"]: r for r in agg.filter(pl.col("arm") == arm).iter_rows(named=True)}
+        auc = [part.get(s, {}).get("auc", math.nan) for s in order]
+        std = [part.get(s, {}).get("std") or 0.0 for s in order]
+        axes[0].bar(
+            x + (k - 1.5) * 0.2,
+            auc,
+            0.2,
+            yerr=std,
+            capsize=2,
+            label=arm.replace("ens_best", "best ensemble"),
+        )
+    axes[0].set_xticks(x, order)
+    axes[0].set_xlabel(f"occurrences of ({', '.join(cfg.bench.slices.fields)}) in training")
+    axes[0].set_ylabel("test AUC")
+    axes[0].set_ylim(0.5, 1.0)
+    axes[0].legend(fontsize=8)
+    joint = {r["slice"]: r for r in agg.filter(pl.col("arm") == "joint").iter_rows(named=True)}
+    for k, (col, label) in enumerate(
+        (("mean_abs_wide", "wide tower"), ("mean_abs_deep", "deep tower"))
+    ):
+        axes[1].bar(
+            x + (k - 0.5) * 0.35,
+            [joint.get(s, {}).get(col, math.nan) for s in order],
+            0.35,
+            label=label,
+        )
+    axes[1].set_xticks(x, order)
+    axes[1].set_xlabel(axes[0].get_xlabel())
+    axes[1].set_ylabel("mean |logit| contributed (joint model)")
+    axes[1].legend()
+    fig.suptitle(
+        f"{name}: where memorisation (wide) and generalisation (deep) carry the prediction"
+    )
+    fig.tight_layout()
+    atomic_write(out_dir / "slices.png", lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)

@@ -1,0 +1,2 @@
+"""Training with Lightning: the LightningModule, the DataModule, callbacks, checkpoints,
+distributed settings and ``train(cfg)``. Knows no raw file formats and no Hydra."""

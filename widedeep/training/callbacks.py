@@ -1,0 +1,82 @@
+"""Lightning callbacks: the latest-state checkpoint and LR on plateau."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+log = logging.getLogger("widedeep")
+
+
+class LatestCheckpoint(ModelCheckpoint):
+    """``<dirpath>/last.ckpt``: the latest state, at the end of every epoch (whether or not the
+    validation AUC improved) and, with ``every_n_steps``, every that many training batches.
+
+    A run killed mid-epoch then loses at most ``every_n_steps`` batches: resuming from the file
+    restores the weights, both towers' optimizers, the schedulers, the loops and the data order
+    (`BatchLoader.state_dict`). Steps count training batches over all epochs, not optimizer
+    steps (Lightning's ``global_step`` counts one per tower per batch here). Lightning writes the
+    file atomically, so a kill during a save leaves the previous one intact.
+    """
+
+    def __init__(self, dirpath: Any, every_n_steps: int | None = None) -> None:
+        valid = isinstance(every_n_steps, int) and not isinstance(every_n_steps, bool)
+        if every_n_steps is not None and not (valid and every_n_steps >= 1):
+            raise ValueError(
+                f"trainer.checkpoint_every_n_steps={every_n_steps!r}: expected an int >= 1 or null"
+            )
+        super().__init__(dirpath=dirpath, filename="last", enable_version_counter=False)
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, idx)
+        done = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+        if self.every_n_steps and done % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.format_checkpoint_name({}), weights_only=False)
+
+
+class ReduceLROnPlateau(pl.Callback):
+    """Multiply every optimizer's learning rate by ``factor`` (not below ``min_lr``) after each
+    validation whose ``monitor`` (higher is better) did not beat its best by ``min_delta``.
+
+    The schedule of BARS/FuxiCTR, whose benchmark numbers use it with early stopping: training
+    goes on from the current weights at a tenth of the rate. Works on both towers' optimizers
+    under manual optimization (FTRL's alpha is its ``lr``). The best value is checkpointed, the
+    rates live in the optimizers' state, so a resumed run continues the schedule.
+    """
+
+    def __init__(
+        self, monitor: str, factor: float = 0.1, min_lr: float = 1e-6, min_delta: float = 1e-6
+    ) -> None:
+        if not 0 < factor < 1:
+            raise ValueError(f"trainer.reduce_lr_on_plateau.factor={factor}: must be in (0, 1)")
+        if min_lr < 0:
+            raise ValueError(f"trainer.reduce_lr_on_plateau.min_lr={min_lr}: must be >= 0")
+        self.monitor, self.factor, self.min_lr, self.min_delta = monitor, factor, min_lr, min_delta
+        self.best = -math.inf
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Only validations inside fit: not the sanity check, nor a later trainer.validate().
+        fitting = trainer.state.fn == "fit"
+        if not fitting or trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        if value > self.best + self.min_delta:
+            self.best = value
+            return
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = max(group["lr"] * self.factor, self.min_lr)
+        log.info("%s did not improve (%.6f): learning rates x %g", self.monitor, value, self.factor)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.best = state_dict["best"]

@@ -1,0 +1,261 @@
+"""The LightningModule: loss, per-tower optimizers and metrics around a `WideDeep` model."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import BinaryAUROC
+
+from widedeep.core.batch import Batch
+from widedeep.core.schema import Schema
+from widedeep.nn.build import build_model
+from widedeep.nn.embedding import FieldEmbedding
+from widedeep.nn.wide import WideTower
+from widedeep.optim.factory import SPARSE_CAPABLE, build_optimizer, build_scheduler
+from widedeep.training.checkpoint import plain
+
+# Adam options SparseAdam does not take: with optim.X.name=sparse_adam they go to the Adam of
+# the tower's dense parameters only.
+DENSE_ONLY = ("fused", "foreach")
+# The global RNG state (dropout's) in a checkpoint: Lightning does not save it.
+RNG_KEY = "widedeep_rng_state"
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """The training loss became NaN or infinite.
+
+    Also a `ValueError`: the fix is the user's (a learning rate, the data), so the command line
+    reports it as one line with exit code 2, like a configuration mistake.
+    """
+
+
+class WideDeepModule(pl.LightningModule):
+    """Trains the wide, deep or joint model with one optimizer per tower.
+
+    Each tower has its own optimizer (the paper: FTRL + L1 on wide, AdaGrad on deep), so
+    optimization is manual: one backward of the shared loss, then a step of each optimizer.
+    Everything the constructor takes is primitive, so ``load_from_checkpoint`` needs nothing else.
+
+    Args:
+        schema: `Schema.to_dict()` of the dataset.
+        kind: "wide", "deep" or "wide_deep".
+        wide, deep: keyword arguments of `WideTower` / `DeepTower` (minus schema and bias).
+        optim: ``{"wide": {name, lr, ...}, "deep": {name, lr, ...}, "grad_clip": float|None}``.
+        model: your own ``nn.Module`` to train instead of the one ``kind`` builds (the towers
+            composed with another architecture, see examples/fm_wide.py). It is called as
+            ``model(**batch.inputs())`` -> logits (B,); its ``wide`` and ``deep`` submodules (either
+            may be absent) each get their optimizer, its other parameters go with ``wide`` (else
+            ``deep``). Not saved in hyper-parameters: pass it again to ``load_from_checkpoint``.
+    """
+
+    def __init__(
+        self,
+        schema: dict[str, Any],
+        kind: str = "wide_deep",
+        wide: dict[str, Any] | None = None,
+        deep: dict[str, Any] | None = None,
+        optim: dict[str, Any] | None = None,
+        model: torch.nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        # Plain dicts and lists (not DictConfig, tuples, ...) so that the checkpoint loads with
+        # torch.load(weights_only=True). save_hyperparameters reads these locals as they are now.
+        schema, wide, deep, optim = plain(schema), plain(wide), plain(deep), plain(optim)
+        self.save_hyperparameters(ignore=["model"])
+        self.automatic_optimization = False
+        self.kind = kind
+        if model is None:
+            model = build_model(Schema.from_dict(schema), kind, wide or {}, deep or {})
+        self.model = model
+        self.optim_cfg = dict(optim or {})
+        for tower in ("wide", "deep"):
+            if getattr(self.model, tower, None) is not None and tower not in self.optim_cfg:
+                raise ValueError(f"optim: no settings for the {tower} tower (optim.{tower})")
+        self.val_auc, self.test_auc = BinaryAUROC(), BinaryAUROC()
+        self.val_logloss, self.test_logloss = MeanMetric(), MeanMetric()
+        self.train_time = 0.0
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.model(**batch.inputs())
+
+    # -- optimization --------------------------------------------------------------------------
+
+    def tower_parameters(self) -> dict[str, list[torch.nn.Parameter]]:
+        """Parameters per optimizer; the rest (`WideDeep`'s shared bias) goes with the wide
+        tower when there is one (the paper's wide part is the logistic regression with its
+        intercept)."""
+        groups: dict[str, list[torch.nn.Parameter]] = {}
+        for tower in ("wide", "deep"):
+            module = getattr(self.model, tower, None)
+            if module is not None:
+                groups[tower] = list(module.parameters())
+        if not groups:
+            raise ValueError("the model has neither a `wide` nor a `deep` submodule to optimize")
+        taken = {id(p) for params in groups.values() for p in params}
+        rest = [p for p in self.model.parameters() if id(p) not in taken]
+        groups["wide" if "wide" in groups else "deep"].extend(rest)
+        return groups
+
+    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
+        embeddings = [m for m in self.model.modules() if isinstance(m, FieldEmbedding)]
+        tables = {id(m.weight) for m in embeddings}
+        sparse = {id(m.weight) for m in embeddings if m.sparse}
+        optimizers = []
+        for tower, params in self.tower_parameters().items():
+            settings, who = dict(self.optim_cfg[tower]), f"optim.{tower}"
+            sparse_params = [p for p in params if id(p) in sparse]
+            dense_params = [p for p in params if id(p) not in sparse]
+            name = settings.get("name")
+            if sparse_params and name not in SPARSE_CAPABLE:
+                raise ValueError(
+                    f"{who}: {name!r} cannot take the sparse gradients of model.{tower}'s "
+                    f"tables (sparse_min_rows); use one of {sorted(SPARSE_CAPABLE)}"
+                )
+            if name == "sparse_adam":
+                if not sparse_params:
+                    raise ValueError(
+                        f"{who}: sparse_adam needs sparse tables in model.{tower} "
+                        f"(set model.{tower}.sparse_min_rows)"
+                    )
+                # SparseAdam takes sparse gradients only: the tower's dense parameters (MLP,
+                # bias) get Adam with the same settings; fused/foreach are Adam's alone.
+                sparse_settings = {k: v for k, v in settings.items() if k not in DENSE_ONLY}
+                optimizers.append(build_optimizer(sparse_params, sparse_settings, who))
+                if dense_params:
+                    optimizers.append(
+                        build_optimizer(dense_params, {**settings, "name": "adam"}, who)
+                    )
+            else:
+                if settings.get("embedding_l2") and sparse_params:
+                    raise ValueError(
+                        f"{who}: embedding_l2 does not work with sparse gradients; "
+                        f"unset model.{tower}.sparse_min_rows"
+                    )
+                optimizers.append(build_optimizer(params, settings, who, tables=tables))
+        schedulers = [build_scheduler(opt, self.optim_cfg.get("scheduler")) for opt in optimizers]
+        return optimizers, [s for s in schedulers if s is not None]
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        start = time.perf_counter()
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        loss = F.binary_cross_entropy_with_logits(self(batch), batch.label)
+        if not torch.isfinite(loss):
+            # Stop now: every later step would only spread NaN through both towers' weights.
+            step = self.trainer.fit_loop.epoch_loop.total_batch_idx
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at step {step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}); likely cause: {self._likely_cause(batch)}"
+            )
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        clip = self.optim_cfg.get("grad_clip")
+        for opt in optimizers:
+            if clip:
+                self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            opt.step()
+        self.train_time += time.perf_counter() - start
+        if self._logs_this_step():
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def _logs_this_step(self) -> bool:
+        """Whether the loggers write this step (every ``trainer.log_every_n_steps``).
+
+        A step-level ``self.log`` costs Lightning bookkeeping on every call (about 1% of a Criteo
+        step on CPU) and is only written out on those steps, so the others skip it; the progress
+        bar then shows the loss of the last written step. The test is Lightning's own (a private
+        attribute); a Lightning without it logs every step, as before.
+        """
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
+
+    @torch.no_grad()
+    def _likely_cause(self, batch: Batch) -> str:
+        """Why the loss is not finite: the inputs, else the first tower whose weights or logit
+        are not finite (named with its optimizer setting), else the sum of the two."""
+        if not torch.isfinite(batch.dense).all():
+            return "non-finite dense input features in this batch"
+        # Per-tower logits where the model has them (`WideDeep.parts`; a custom model may not).
+        parts = self.model.parts(**batch.inputs()) if hasattr(self.model, "parts") else None
+        for tower, params in self.tower_parameters().items():
+            weights_ok = all(torch.isfinite(p).all() for p in params)
+            logits_ok = parts is None or bool(torch.isfinite(getattr(parts, tower)).all())
+            if not (weights_ok and logits_ok):
+                settings = self.optim_cfg[tower]
+                return (
+                    f"the {tower} tower {'weights' if not weights_ok else 'logits'} diverged: "
+                    f"optim.{tower}.lr={settings.get('lr')} is too high for "
+                    f"{settings.get('name')}; lower it or set optim.grad_clip"
+                )
+        return "the logits overflowed: lower optim.wide.lr / optim.deep.lr or set optim.grad_clip"
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Dropout draws from the global RNG, which Lightning does not save: without it a resumed
+        # run would draw other masks than an uninterrupted one. A uint8 tensor: weights_only-safe.
+        checkpoint[RNG_KEY] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Only when resuming training: loading weights for inference must not reseed the caller.
+        if self._trainer is not None and self.trainer.state.fn == "fit" and RNG_KEY in checkpoint:
+            torch.set_rng_state(checkpoint[RNG_KEY])
+
+    def on_train_epoch_start(self) -> None:
+        # Manual optimization: the schedulers are ours to step. Stepping at the start of every
+        # epoch after the first (not at its end, which comes after the checkpoint is written)
+        # keeps a run resumed from a checkpoint on the same schedule as an uninterrupted one.
+        if self.current_epoch == 0:
+            return
+        schedulers = self.lr_schedulers() or []
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            scheduler.step()
+
+    def on_train_epoch_end(self) -> None:
+        wide = getattr(self.model, "wide", None)
+        if isinstance(wide, WideTower):
+            nonzero = wide.num_nonzero()
+            self.log("wide/nonzero", float(nonzero))
+            self.log("wide/nonzero_share", nonzero / max(1, wide.num_weights()))
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def _evaluate(self, batch: Batch, auc: BinaryAUROC, logloss: MeanMetric, prefix: str) -> None:
+        logits = self(batch)
+        auc.update(torch.sigmoid(logits), batch.label.long())
+        logloss.update(F.binary_cross_entropy_with_logits(logits, batch.label, reduction="none"))
+        self.log(f"{prefix}/auc", auc, prog_bar=True, on_step=False, on_epoch=True)
+        self.log(f"{prefix}/logloss", logloss, prog_bar=True, on_step=False, on_epoch=True)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_auc, self.val_logloss, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        # BARS/FuxiCTR's model selection metric ({AUC: 1, logloss: -1}), for trainer.monitor.
+        # The metric objects, not callback_metrics: those hold this epoch's values only after
+        # this hook. compute() syncs across DDP ranks and is cached for Lightning's own logging.
+        if self.val_auc.update_count:
+            score = self.val_auc.compute() - self.val_logloss.compute()
+            self.log("val/auc_minus_logloss", score, on_step=False, on_epoch=True)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_auc, self.test_logloss, "test")
+
+    # -- sizes ---------------------------------------------------------------------------------
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per tower; for the wide tower also its non-zero weights (its L1 size)."""
+        counts = {"total": sum(p.numel() for p in self.model.parameters())}
+        for tower in ("wide", "deep"):
+            module = getattr(self.model, tower, None)
+            counts[tower] = sum(p.numel() for p in module.parameters()) if module else 0
+        wide = getattr(self.model, "wide", None)
+        counts["wide_nonzero"] = wide.num_nonzero() if isinstance(wide, WideTower) else 0
+        return counts

@@ -1,0 +1,227 @@
+"""``train(cfg)``: train one model as configured and write its outputs (metrics.json,
+predictions.parquet, checkpoints, the fitted preprocessor). Pure: no Hydra, no command
+line; `widedeep.cli.train` is the thin ``@hydra.main`` around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import polars
+from omegaconf import DictConfig, OmegaConf
+
+from widedeep.core.io import atomic_write, write_json
+
+log = logging.getLogger("widedeep")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key."""
+
+
+def _check(
+    cfg: DictConfig, key: str, kind: type | tuple[type, ...], test=None, need: str = ""
+) -> None:
+    value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{key}={value!r}: expected {names}")
+    if test is not None and not test(value):
+        raise ConfigError(f"{key}={value!r}: {need}")
+
+
+def validate(cfg: DictConfig, sweep: bool = False) -> None:
+    """Catch wrong types and values before minutes of data loading, with the key's name.
+    ``sweep``: the process runs a job of a local Hydra sweep (see `distributed.check`)."""
+    from widedeep.nn.build import KINDS
+    from widedeep.training import distributed
+
+    positive = (lambda v: v > 0, "must be > 0")
+    _check(cfg, "seed", int)
+    _check(cfg, "data.name", str)
+    _check(cfg, "data.batch_size", int, *positive)
+    _check(cfg, "data.eval_batch_size", int, *positive)
+    _check(cfg, "model.kind", str, lambda v: v in KINDS, f"must be one of {KINDS}")
+    _check(cfg, "model.deep.embedding_dim", int, *positive)
+    _check(cfg, "model.deep.dropout", (int, float), lambda v: 0 <= v < 1, "must be in [0, 1)")
+    hidden = cfg.model.deep.hidden
+    if not OmegaConf.is_list(hidden) or not all(isinstance(h, int) and h > 0 for h in hidden):
+        raise ConfigError(f"model.deep.hidden={hidden}: expected a list of positive ints")
+    _check(cfg, "trainer.max_epochs", int, *positive)
+    _check(cfg, "trainer.patience", int, lambda v: v >= 0, "must be >= 0")
+    monitors = ("auc", "auc_minus_logloss")
+    _check(cfg, "trainer.monitor", str, lambda v: v in monitors, f"must be one of {monitors}")
+    plateau = cfg.trainer.get("reduce_lr_on_plateau")
+    if plateau is not None:
+        if not OmegaConf.is_dict(plateau) or set(plateau) - {"factor", "min_lr", "min_delta"}:
+            raise ConfigError(
+                f"trainer.reduce_lr_on_plateau={plateau}: expected null or "
+                "{factor: 0.1, min_lr: 1e-6, min_delta: 1e-6} (each optional)"
+            )
+        bounds = {"factor": (lambda v: 0 < v < 1, "must be in (0, 1)")}
+        for key in plateau:
+            test, need = bounds.get(key, (lambda v: v >= 0, "must be >= 0"))
+            _check(cfg, f"trainer.reduce_lr_on_plateau.{key}", (int, float), test, need)
+    _check(
+        cfg,
+        "trainer.logger",
+        str,
+        lambda v: v in ("csv", "tensorboard", "none"),
+        "must be csv, tensorboard or none",
+    )
+    _check(cfg, "trainer.num_nodes", int, *positive)
+    _check(cfg, "trainer.loader", str, lambda v: v in ("memory", "stream"), "memory or stream")
+    _check(cfg, "trainer.shuffle_buffer", int, lambda v: v >= 0, "must be >= 0")
+    _check(cfg, "trainer.loader_workers", int, lambda v: v >= 0, "must be >= 0")
+    problem = distributed.check(cfg, sweep)
+    if problem:
+        raise ConfigError(problem)
+    for tower in ("wide", "deep"):
+        _check(cfg, f"optim.{tower}.name", str)
+        _check(cfg, f"optim.{tower}.lr", (int, float), *positive)
+
+
+def _logger(kind: str, out: Path) -> Any:
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    if kind == "csv":
+        return CSVLogger(out, name="logs", version="")
+    if kind == "tensorboard":
+        return TensorBoardLogger(out, name="logs", version="")
+    return False
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one model as configured; write its outputs under ``cfg.output_dir``; return metrics."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from widedeep.training import distributed
+    from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
+    from widedeep.training.checkpoint import load_checkpoint, resume_path
+    from widedeep.training.datamodule import WideDeepDataModule
+    from widedeep.training.module import WideDeepModule
+    from widedeep.training.predict import predict_split
+
+    validate(cfg)
+    # A bad resume file fails here, in one line, before minutes of data loading.
+    resume_from = resume_path(cfg.get("resume_from"))
+    started = time.perf_counter()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Under DDP every rank runs this function; only global rank 0 writes files.
+    zero = distributed.launched_as_rank_zero()
+    if zero:
+        atomic_write(out / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    dm = WideDeepDataModule(
+        data_cfg,
+        cfg.data.batch_size,
+        cfg.data.eval_batch_size,
+        cfg.seed,
+        loader=cfg.trainer.loader,
+        shuffle_buffer=cfg.trainer.shuffle_buffer,
+        loader_workers=cfg.trainer.loader_workers,
+    )
+    dm.setup()
+    # The fitted preprocessing beside the checkpoint: widedeep-predict encodes raw rows with it.
+    if zero:
+        dm.data.preprocessor.save(out / "preprocessor")
+    data_time = time.perf_counter() - started
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    module = WideDeepModule(
+        schema=dm.data.schema.to_dict(),
+        kind=model_cfg["kind"],
+        wide=model_cfg["wide"],
+        deep=model_cfg["deep"],
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+    )
+    monitor = f"val/{cfg.trainer.monitor}"
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        enable_version_counter=False,
+    )
+    # A separate callback for the latest state: Lightning's save_last only writes when the
+    # monitored metric improved, and resuming needs the latest epoch, improved or not.
+    # Also every trainer.checkpoint_every_n_steps batches, so a run killed mid-epoch resumes.
+    latest = LatestCheckpoint(out / "checkpoints", cfg.trainer.get("checkpoint_every_n_steps"))
+    stopping = EarlyStopping(
+        monitor=monitor,
+        mode="max",
+        patience=cfg.trainer.patience,
+        min_delta=cfg.trainer.min_delta,
+    )
+    callbacks = [checkpoint, latest, stopping]
+    plateau = cfg.trainer.get("reduce_lr_on_plateau")
+    if plateau:
+        callbacks.append(ReduceLROnPlateau(monitor, **OmegaConf.to_container(plateau)))
+    trainer = pl.Trainer(
+        max_epochs=cfg.trainer.max_epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=distributed.build_strategy(cfg.trainer),
+        precision=cfg.trainer.precision,
+        deterministic=cfg.trainer.deterministic,
+        limit_train_batches=cfg.trainer.limit_train_batches,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        enable_progress_bar=cfg.trainer.progress_bar,
+        enable_model_summary=False,
+        logger=_logger(cfg.trainer.logger, out),
+        callbacks=callbacks,
+        default_root_dir=out,
+    )
+    fit_start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+    fit_time = time.perf_counter() - fit_start
+
+    # Everything below uses the best validation-AUC weights, not the last epoch's.
+    best = load_checkpoint(checkpoint.best_model_path, "weights")
+    module.load_state_dict(best["state_dict"])
+    val = trainer.validate(module, datamodule=dm, verbose=False)[0]
+    test = trainer.test(module, datamodule=dm, verbose=False)[0]
+    if trainer.is_global_zero:
+        predictions = [
+            predict_split(
+                module.model, dm.data.splits[split], cfg.data.eval_batch_size
+            ).with_columns(polars.lit(split).alias("split"))
+            for split in ("valid", "test")
+        ]
+        frame = predictions[0].vstack(predictions[1])
+        atomic_write(out / "predictions.parquet", frame.write_parquet)
+
+    metrics = {
+        "dataset": cfg.data.name,
+        "kind": cfg.model.kind,
+        "seed": cfg.seed,
+        "val": {"auc": val["val/auc"], "logloss": val["val/logloss"]},
+        "test": {"auc": test["test/auc"], "logloss": test["test/logloss"]},
+        "params": module.parameter_counts(),
+        "epochs": trainer.current_epoch,
+        "best_epoch": int(best["epoch"]),
+        "rows": dm.data.info["rows"],
+        "wall_time_s": time.perf_counter() - started,
+        "data_time_s": data_time,
+        "fit_time_s": fit_time,
+        "optimizer_step_time_s": module.train_time,
+        "best_checkpoint": str(checkpoint.best_model_path),
+    }
+    if trainer.is_global_zero:  # the other ranks' metrics are the same, synced values
+        write_json(out / "metrics.json", metrics)
+        log.info(
+            "%s on %s: test AUC %.4f, log loss %.4f (%s)",
+            cfg.model.kind,
+            cfg.data.name,
+            metrics["test"]["auc"],
+            metrics["test"]["logloss"],
+            out,
+        )
+    return metrics
