@@ -41,6 +41,13 @@ def load_script() -> ModuleType:
     return module
 
 
+def load_part(name: str) -> ModuleType:
+    """One of the script's modules (benchmarks/throughput_parts): loading the script puts its
+    folder on sys.path, as running it does."""
+    load_script()
+    return importlib.import_module(f"throughput_parts.{name}")
+
+
 def table(markdown: str) -> list[list[str]]:
     """The cells of the first markdown table in ``markdown``."""
     lines = [line for line in markdown.splitlines() if line.startswith("| row |")]
@@ -59,7 +66,7 @@ def number(cell: str) -> float:
 
 
 def test_step_clock_times_the_steady_steps_only():
-    tp = load_script()
+    tp = load_part("measure")
     clock = tp.StepClock(launched=0.0, batch_size=100, rows=950, warmup=2)
     clock.ends = [0.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0]  # 10 steps
     clock.inside = [(0.1, 0.2, 0.3)] * 10
@@ -76,7 +83,7 @@ def test_step_clock_times_the_steady_steps_only():
 
 
 def test_step_clock_counts_only_the_time_the_process_ran():
-    tp = load_script()
+    tp = load_part("measure")
     clock = tp.StepClock(launched=0.0, batch_size=100, rows=1000, warmup=1)
     clock.ends = [2.0, 3.0, 4.0, 15.0, 16.0]  # a pause of 10 s inside step 3
     clock.inside = [(0.1, 0.2, 0.3)] * 5
@@ -128,17 +135,17 @@ def test_interleaved_rounds_report_every_round(tmp_path):
 def test_allocator_settings_per_row(monkeypatch):
     from widedeep.allocator import MALLOC_ENV
 
-    tp = load_script()
+    tp, rounds = load_part("spec"), load_part("rounds")
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")  # inherited settings never leak into a row
     tuned, system = tp.Settings(), tp.Settings(system_malloc=True)
     names = ("handwritten-sparse", "widedeep-sparse", "deepctr-torch")
     hand, ours, peer = (tp.ROW_BY_NAME[n] for n in names)
-    assert tp.row_environment(hand, tuned).items() >= MALLOC_ENV.items()
+    assert rounds.row_environment(hand, tuned).items() >= MALLOC_ENV.items()
     for spec in (ours, peer):  # widedeep calls keep_freed_memory itself; peers as they ship
-        env = tp.row_environment(spec, tuned)
+        env = rounds.row_environment(spec, tuned)
         assert not set(MALLOC_ENV) & set(env) and "WIDEDEEP_MALLOC" not in env
     for spec in (hand, ours, peer):
-        env = tp.row_environment(spec, system)
+        env = rounds.row_environment(spec, system)
         assert not set(MALLOC_ENV) & set(env) and env["WIDEDEEP_MALLOC"] == "system"
 
 
