@@ -100,6 +100,96 @@ def test_step_clock_counts_only_the_time_the_process_ran():
     # The paused step is left out of the per-step figures, not stretched into them.
     assert out["median_step_ms"] == pytest.approx(1000.0)
     assert out["breakdown_ms_per_step"]["total"] == pytest.approx(1000.0)
+    assert out["breakdown_note"] is None
+
+
+def result_row(train: dict) -> dict:
+    """A row's result as the report renders it, around its ``train`` summary."""
+    return {
+        "row": "widedeep-adam",
+        "system": "widedeep",
+        "optimizer": "Adam",
+        "train": train,
+        "inference": {"samples_per_s": 5.0},
+        "vs_handwritten": None,
+        "train_of_ceiling": 0.1,
+        "inference_of_ceiling": 0.1,
+        "peak_rss_mib": 1.0,
+        "others_cpu_share": 0.0,
+    }
+
+
+def test_a_row_whose_every_steady_step_was_paused_says_so():
+    """On a busy machine every steady step can outlast an --interleave turn: the row then has
+    no breakdown and no median step, and its JSON and its table say why."""
+    measure, report = load_part("measure"), load_part("report")
+    clock = measure.StepClock(launched=0.0, batch_size=100, rows=400, warmup=1)
+    clock.ends = [1.0, 2.0, 3.0, 4.0]
+    clock.inside = [(0.1, 0.2, 0.3)] * 4
+    clock.first_step_at = 1.0
+    running = [(0.0, 1.2), (1.5, 2.2), (2.5, 3.2), (3.5, 5.0)]  # a pause inside every step
+    out = clock.summary(running)
+    assert out["paused_steps"] == out["steady_steps"] == 3
+    assert out["samples_per_s"] == pytest.approx(300 / 2.1)  # still timed: 0.7 s ran per step
+    assert out["median_step_ms"] is None
+    assert out["breakdown_ms_per_step"] is None
+    assert out["breakdown_note"] == measure.ALL_PAUSED
+    interrupted = "n/a (every steady step was interrupted)"
+    assert report.table_row(result_row(out)).endswith(f"| {interrupted} |")
+    text = report.render(
+        {
+            "command": "python benchmarks/throughput.py",
+            "date": "today",
+            "rows": 400,
+            "train_rows_note": "one epoch",
+            "run_note": "one run",
+            "settings": {"batch_size": 100, "eval_batch_size": 100, "threads": 1, "warmup": 1},
+            "machine": {"cpu": "cpu", "cores": 2, "load_start": 0.0, "load_end": 0.0},
+            "gflops": 1.0,
+            "ceiling_train": 1.0,
+            "ceiling_inference": 1.0,
+            "results": [result_row(out)],
+            "targets": [],
+        }
+    )
+    assert f"- widedeep-adam: no breakdown: {measure.ALL_PAUSED}" in text
+    # A row that does not time inside its steps (the peers) says that instead, as "–".
+    clock.inside = [None] * 4
+    out = clock.summary()
+    assert out["breakdown_ms_per_step"] is None and out["breakdown_note"] == measure.NOT_TIMED
+    assert out["median_step_ms"] == pytest.approx(1000.0)
+    assert report.table_row(result_row(out)).endswith("| – |")
+
+
+def test_interleaved_rounds_combine_the_breakdowns_they_have():
+    measure, rounds = load_part("measure"), load_part("rounds")
+
+    def round_(rate: float, step_ms: float | None) -> dict:
+        parts = ("total", "forward", "backward", "optimizer", "outside", "outside_share")
+        b = None if step_ms is None else dict.fromkeys(parts, step_ms)
+        train = {
+            "samples_per_s": rate,
+            "median_step_ms": step_ms,
+            "time_to_first_step_s": 1.0,
+            "breakdown_ms_per_step": b,
+            "breakdown_note": None if b else measure.ALL_PAUSED,
+        }
+        return {**result_row(train), "inference": {"samples_per_s": rate / 2}}
+
+    both = rounds.combine([round_(10.0, 100.0), round_(20.0, 300.0)], interleaved=True)["train"]
+    assert both["samples_per_s"] == 15.0 and both["median_step_ms"] == 200.0
+    assert both["breakdown_ms_per_step"]["total"] == 200.0 and both["breakdown_note"] is None
+    for runs in (
+        [round_(10.0, 100.0), round_(20.0, None)],
+        [round_(20.0, None), round_(10.0, 100.0)],
+    ):
+        one = rounds.combine(runs, interleaved=True)["train"]
+        assert one["samples_per_s"] == 15.0 and one["median_step_ms"] == 100.0
+        assert one["breakdown_ms_per_step"]["total"] == 100.0
+        assert one["breakdown_note"] == f"mean of 1 of 2 rounds: in the others {measure.ALL_PAUSED}"
+    none = rounds.combine([round_(10.0, None), round_(20.0, None)], interleaved=True)["train"]
+    assert none["samples_per_s"] == 15.0 and none["median_step_ms"] is None
+    assert none["breakdown_ms_per_step"] is None and none["breakdown_note"] == measure.ALL_PAUSED
 
 
 @pytest.mark.slow
@@ -120,12 +210,19 @@ def test_interleaved_rounds_report_every_round(tmp_path):
             assert r["slices"] > 1, r["row"]
             assert 0 < r["train"]["steady_seconds"] <= r["ran_seconds"]
     combined = {r["row"]: r for r in report["results"]}
+    all_paused = load_part("measure").ALL_PAUSED
     for name in rows:
         per_round = [r for round_ in report["rounds"] for r in round_ if r["row"] == name]
         mean = sum(r["train"]["samples_per_s"] for r in per_round) / 2
         assert combined[name]["train"]["samples_per_s"] == pytest.approx(mean)
-        step = sum(r["train"]["breakdown_ms_per_step"]["total"] for r in per_round) / 2
-        assert combined[name]["train"]["breakdown_ms_per_step"]["total"] == pytest.approx(step)
+        # A breakdown, or (on a busy machine a pause can cut every steady step) the reason.
+        for r in [*per_round, combined[name]]:
+            b, note = r["train"]["breakdown_ms_per_step"], r["train"]["breakdown_note"]
+            assert (b and b["total"] > 0) or (b is None and note == all_paused), r["train"]
+        steps = [b["total"] for r in per_round if (b := r["train"]["breakdown_ms_per_step"])]
+        if steps:
+            step = sum(steps) / len(steps)
+            assert combined[name]["train"]["breakdown_ms_per_step"]["total"] == pytest.approx(step)
     (target,) = report["targets"]
     assert len(target["rounds"]) == 2 and 0 <= target["met_rounds"] <= 2
     assert "rows interleaved in turns of 0.3 s, mean of 2 rounds" in done.stdout

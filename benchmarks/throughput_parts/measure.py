@@ -17,6 +17,10 @@ import numpy as np
 
 Interval = tuple[float, float]
 
+# Why a row has no per-step breakdown (its ``breakdown_note``; None when it has one).
+NOT_TIMED = "forward, backward and optimizer step are not timed inside this row's steps"
+ALL_PAUSED = "every steady step was interrupted by a pause (--interleave)"
+
 
 def active_seconds(start: float, end: float, running: Sequence[Interval] | None) -> float:
     """Seconds of [start, end] (``time.monotonic``, the same clock in every process) during
@@ -57,7 +61,9 @@ class StepClock:
 
     def summary(self, running: Sequence[Interval] | None = None) -> dict[str, Any]:
         """Steady samples/s over the time the process ran; a step the parent paused the
-        process in is counted by its running time, and left out of the per-step figures."""
+        process in is counted by its running time, and left out of the per-step figures. With
+        no step left for those (a busy machine: every steady step longer than a turn), the
+        median step and the breakdown are None and ``breakdown_note`` says why."""
         steps = len(self.ends)
         if steps < 2:
             raise RuntimeError(f"only {steps} training step(s): too few to time")
@@ -76,27 +82,28 @@ class StepClock:
             "samples_per_s": samples / float(ran.sum()),
             "paused_steps": int((~whole).sum()),
             # Robust to a burst of other load within the run: the median steady step.
-            "median_step_ms": float(np.median(wall[whole])) * 1e3,
+            "median_step_ms": float(np.median(wall[whole])) * 1e3 if whole.any() else None,
             "time_to_first_step_s": active_seconds(
                 self.launched, self.first_step_at or self.launched, running
             ),
         }
-        breakdown = self._breakdown(warmup, wall, whole)
-        if breakdown:
-            out["breakdown_ms_per_step"] = breakdown
+        out["breakdown_ms_per_step"], out["breakdown_note"] = self._breakdown(warmup, wall, whole)
         return out
 
     def _breakdown(
         self, warmup: int, wall: np.ndarray, whole: np.ndarray
-    ) -> dict[str, float] | None:
-        """Mean ms per steady, unpaused step in forward, backward, optimizer step and the rest."""
+    ) -> tuple[dict[str, float] | None, str | None]:
+        """Mean ms per steady, unpaused step in forward, backward, optimizer step and the rest;
+        or None and the reason there is none."""
         parts = self.inside[warmup:]
-        if not parts or any(p is None for p in parts) or not whole.any():
-            return None
+        if not parts or any(p is None for p in parts):
+            return None, NOT_TIMED
+        if not whole.any():
+            return None, ALL_PAUSED
         totals = wall[whole] * 1e3
         inside = np.asarray(parts, dtype=np.float64)[whole] * 1e3  # (steps, 3)
         outside = totals - inside.sum(1)
-        return {
+        breakdown = {
             "total": float(totals.mean()),
             "forward": float(inside[:, 0].mean()),
             "backward": float(inside[:, 1].mean()),
@@ -104,6 +111,7 @@ class StepClock:
             "outside": float(outside.mean()),
             "outside_share": float(outside.sum() / totals.sum()),
         }
+        return breakdown, None
 
 
 def time_inference(

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .measure import ALL_PAUSED
 from .spec import ROW_BY_NAME, mlp_flops_per_sample
 
 
@@ -95,7 +96,12 @@ def table_row(r: dict[str, Any]) -> str:
         first = r["error"].splitlines()[-1] if r["error"] else "failed"
         return f"| {r['row']} | failed: {first[:80]} |" + " |" * 8
     b = r["train"].get("breakdown_ms_per_step")
-    outside = f"{b['outside']:.1f} ms ({b['outside_share']:.0%})" if b else "–"
+    if b:
+        outside = f"{b['outside']:.1f} ms ({b['outside_share']:.0%})"
+    elif r["train"].get("breakdown_note") == ALL_PAUSED:
+        outside = "n/a (every steady step was interrupted)"
+    else:
+        outside = "–"  # not timed (the peers)
     ratio = r.get("vs_handwritten")
     ref = (
         f" ({r['vs_handwritten_row']})"
@@ -169,13 +175,17 @@ def render(report: dict[str, Any]) -> str:
         ]
         lines.append("")
     for r in report["results"]:
-        b = r.get("train", {}).get("breakdown_ms_per_step")
+        train = r.get("train", {})
+        b, note = train.get("breakdown_ms_per_step"), train.get("breakdown_note")
         if b:
             lines.append(
                 f"- {r['row']}: {b['total']:.1f} ms/step = forward {b['forward']:.1f} + "
                 f"backward {b['backward']:.1f} + optimizer {b['optimizer']:.1f} + "
                 f"outside {b['outside']:.1f} ({b['outside_share']:.1%})"
+                + (f"; {note}" if note else "")
             )
+        elif note == ALL_PAUSED:
+            lines.append(f"- {r['row']}: no breakdown: {note}")
     return "\n".join(lines) + "\n"
 
 

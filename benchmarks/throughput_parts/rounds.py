@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .machine import busy_cpu_seconds, children_cpu_seconds
-from .measure import Interval, StepClock, inference_summary
+from .measure import ALL_PAUSED, Interval, StepClock, inference_summary
 from .peer_rows import peers_python
 from .spec import ROOT, SCRIPT, RowSpec, Settings
 
@@ -183,13 +183,22 @@ def combine(runs: list[dict[str, Any]], interleaved: bool) -> dict[str, Any]:
             ("train", "median_step_ms"),
             ("train", "time_to_first_step_s"),
         ):
-            out[part][key] = float(np.mean([r[part][key] for r in ok]))
+            values = [r[part][key] for r in ok if r[part][key] is not None]  # a median: below
+            out[part][key] = float(np.mean(values)) if values else None
         out["peak_rss_mib"] = max(r["peak_rss_mib"] for r in ok)
-        parts = [r["train"].get("breakdown_ms_per_step") for r in ok]
-        if all(parts):
+        # A round in which a pause cut every steady step has no median step and no breakdown:
+        # the mean of the rounds that have one, and the note says so. With none, the last
+        # round's None and its note stand.
+        parts = [b for r in ok if (b := r["train"]["breakdown_ms_per_step"])]
+        if parts:
             out["train"]["breakdown_ms_per_step"] = {
                 k: float(np.mean([b[k] for b in parts])) for k in parts[0]
             }
+            out["train"]["breakdown_note"] = (
+                None
+                if len(parts) == len(ok)
+                else f"mean of {len(parts)} of {len(ok)} rounds: in the others {ALL_PAUSED}"
+            )
     else:
         out = dict(max(ok, key=lambda r: r["train"]["samples_per_s"]))
         out["inference"] = max((r["inference"] for r in ok), key=lambda i: i["samples_per_s"])
