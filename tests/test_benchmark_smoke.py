@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,24 @@ def load_part(name: str) -> ModuleType:
     folder on sys.path, as running it does."""
     load_script()
     return importlib.import_module(f"throughput_parts.{name}")
+
+
+def run_benchmark(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The benchmark's command line. Should a loaded machine make it outlast ``timeout``, it is
+    interrupted (SIGINT), so that it kills the rows' processes it started: each has a session
+    of its own and may be stopped (SIGSTOP), so killing only the parent would leave them."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            try:
+                out, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            pytest.fail(f"the benchmark ran over {timeout} s\n{out}{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def table(markdown: str) -> list[list[str]]:
@@ -199,7 +218,7 @@ def test_interleaved_rounds_report_every_round(tmp_path):
     cmd += ["--steps", "20", "--warmup", "2", "--rows-only", ",".join(rows)]
     cmd += ["--interleave", "0.3", "--repeat", "2"]
     cmd += ["--out", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = run_benchmark(cmd)
     assert done.returncode == 0, done.stdout + done.stderr
 
     report = json.loads((tmp_path / "results" / "throughput.json").read_text())
@@ -257,7 +276,7 @@ def test_own_rows_run_and_report(tmp_path):
     cmd = [sys.executable, str(SCRIPT), "--rows", "3000", "--batch-size", "256"]
     cmd += ["--steps", "8", "--warmup", "2", "--rows-only", ",".join(ROWS)]
     cmd += ["--out", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = run_benchmark(cmd)
     assert done.returncode == 0, done.stdout + done.stderr
 
     markdown = (tmp_path / "results" / "throughput.md").read_text()
