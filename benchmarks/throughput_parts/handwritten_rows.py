@@ -1,0 +1,112 @@
+"""The hand-written rows: Wide & Deep in plain PyTorch and its training loop, the ceiling."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .data import cardinalities
+from .measure import StepClock, time_inference
+from .spec import EMBED_DIM, HIDDEN, LR, NUM_DENSE, RowSpec, Settings
+
+if TYPE_CHECKING:
+    import torch
+
+# -- the hand-written loop -----------------------------------------------------------------------
+
+
+def plain_model(sparse: bool) -> torch.nn.Module:
+    """Wide & Deep in plain PyTorch, independent of widedeep, with its parameter count: one
+    table for all fields (row = field offset + id, row 0 unused), a (rows, 1) table summed by
+    EmbeddingBag for the wide part, the MLP without output bias, and one shared bias."""
+    import torch
+    from torch import nn
+
+    cards = cardinalities()
+
+    class PlainWideDeep(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            offsets = np.concatenate([[0], np.cumsum(np.asarray(cards) - 1)[:-1]])
+            self.register_buffer("offsets", torch.as_tensor(offsets, dtype=torch.long))
+            rows = 1 + sum(c - 1 for c in cards)
+            self.embedding = nn.Embedding(rows, EMBED_DIM, sparse=sparse)
+            self.wide = nn.EmbeddingBag(rows, 1, mode="sum", sparse=sparse)
+            nn.init.normal_(self.embedding.weight, std=0.01)
+            nn.init.zeros_(self.wide.weight)
+            layers: list[nn.Module] = []
+            width = len(cards) * EMBED_DIM + NUM_DENSE
+            for hidden in HIDDEN:
+                layers += [nn.Linear(width, hidden), nn.ReLU()]
+                width = hidden
+            layers.append(nn.Linear(width, 1, bias=False))
+            self.mlp = nn.Sequential(*layers)
+            self.bias = nn.Parameter(torch.zeros(1))
+
+        def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+            rows = ids + self.offsets  # (B, F); data ids are >= 2, so no missing-id case
+            deep_in = torch.cat([self.embedding(rows).flatten(1), dense], dim=1)
+            return self.mlp(deep_in).squeeze(1) + self.wide(rows).squeeze(1) + self.bias
+
+    return PlainWideDeep()
+
+
+def plain_optimizers(model: torch.nn.Module, spec: RowSpec) -> list[torch.optim.Optimizer]:
+    import torch
+
+    if not spec.sparse:
+        return [torch.optim.Adam(model.parameters(), lr=LR, fused=spec.fused or None)]
+    tables = [model.embedding.weight, model.wide.weight]
+    ids = {id(p) for p in tables}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [
+        torch.optim.SparseAdam(tables, lr=LR),
+        torch.optim.Adam(rest, lr=LR, fused=spec.fused or None),
+    ]
+
+
+def run_handwritten(
+    spec: RowSpec, data: dict[str, np.ndarray], s: Settings, clock: StepClock
+) -> tuple[dict[str, Any], int]:
+    """The practical ceiling: preloaded tensors, a permutation, slices, forward/backward/step."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(s.seed)
+    model = plain_model(spec.sparse)
+    optimizers = plain_optimizers(model, spec)
+    forward = torch.compile(model) if spec.compile else model
+    ids = torch.from_numpy(data["categorical"])
+    dense = torch.from_numpy(data["dense"])
+    label = torch.from_numpy(data["label"])
+    order = torch.randperm(clock.rows, generator=torch.Generator().manual_seed(s.seed))
+    # A compiled model would recompile for the last, smaller batch: drop it.
+    steps = (clock.rows // s.batch_size) if spec.compile else math.ceil(clock.rows / s.batch_size)
+    for k in range(steps):
+        index = order[k * s.batch_size : (k + 1) * s.batch_size]
+        x_ids, x_dense, y = ids[index], dense[index], label[index]
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        loss = F.binary_cross_entropy_with_logits(forward(x_ids, x_dense), y)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        for opt in optimizers:
+            opt.step()
+        clock.step_done((t1 - t0, t2 - t1, time.perf_counter() - t2))
+
+    model.eval()
+
+    @torch.inference_mode()
+    def predict(rows: int) -> None:
+        for start in range(0, rows, s.eval_batch_size):
+            part = slice(start, min(rows, start + s.eval_batch_size))
+            torch.sigmoid(model(ids[part], dense[part]))
+
+    rows = s.infer_rows or len(label)
+    params = sum(p.numel() for p in model.parameters())
+    return time_inference(predict, rows, s.eval_batch_size, s.infer_passes), params

@@ -1,0 +1,55 @@
+"""The machine: the matmul ceiling, how busy it was, the CPU's name."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+from .spec import HIDDEN
+
+
+def matmul_gflops(threads: int, seconds: float = 1.0) -> float:
+    """fp32 GEMM rate at the MLP's shape (batch 4096, 400 x 400): the ceiling's denominator."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(4096, HIDDEN[0]), torch.randn(HIDDEN[0], HIDDEN[1])
+    best = 0.0
+    for _ in range(3):
+        for _ in range(3):
+            a @ b
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            a @ b
+            reps += 1
+        rate = 2 * a.shape[0] * a.shape[1] * b.shape[1] * reps / (time.perf_counter() - start)
+        best = max(best, rate / 1e9)
+    return best
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds every process on the machine has used since boot (from /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

