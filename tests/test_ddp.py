@@ -204,7 +204,9 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     )
     try:  # the 1-process run in this process meanwhile
         single = train(compose_config(TINY, output_dir=str(tmp_path / "single")))
-        out, _ = ddp.communicate(timeout=240)  # ends when rank 1 closes the pipe too
+        # Ends when rank 1 closes the pipe too. A guard against a hang only: 17 s here, 3x that
+        # beside two busy loops; 30 min is torch's own default process-group timeout.
+        out, _ = ddp.communicate(timeout=1800)
     finally:
         ddp.kill()
     assert ddp.returncode == 0, out[-3000:]

@@ -60,7 +60,10 @@ def served(tmp_path):
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
-    watchdog = threading.Timer(60, server.shutdown)  # bounded even if teardown never runs
+    # Bounded even if teardown never runs; long enough never to end a test on a busy machine,
+    # and a daemon, so that a pending one does not hold up the interpreter's exit.
+    watchdog = threading.Timer(600, server.shutdown)
+    watchdog.daemon = True
     watchdog.start()
     yield directory, f"http://127.0.0.1:{server.server_address[1]}"
     watchdog.cancel()

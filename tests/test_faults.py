@@ -120,7 +120,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600  # a hang guard: as long as `_cli` gives a whole run
         while not marker.exists():
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "the run never reached the kill point"

@@ -93,7 +93,9 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        # Against a hang only: the multirun trains 4 models (~30 s, several times that on a
+        # busy shared machine).
+        timeout=1200,
     )
 
 
