@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,10 @@ def _logger(kind: str, out: Path) -> Any:
     return False
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one model as configured; write its outputs under ``cfg.output_dir``; return metrics."""
+def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Train one model as configured; write its outputs under ``cfg.output_dir``; return metrics.
+
+    ``extra_callbacks``: more Lightning callbacks for this run (e.g. a tuner's pruning callback)."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -159,7 +162,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         patience=cfg.trainer.patience,
         min_delta=cfg.trainer.min_delta,
     )
-    callbacks = [checkpoint, latest, stopping]
+    callbacks = [checkpoint, latest, stopping, *extra_callbacks]
     plateau = cfg.trainer.get("reduce_lr_on_plateau")
     if plateau:
         callbacks.append(ReduceLROnPlateau(monitor, **OmegaConf.to_container(plateau)))
