@@ -157,3 +157,16 @@ def test_the_public_api_loads_no_lightning_or_hydra():
     loaded = loaded_after("import widedeep\nfor name in widedeep.__all__: getattr(widedeep, name)")
     assert not roots(loaded) & {"pytorch_lightning", "lightning", "hydra"}
     assert sorted(widedeep.__all__) == sorted(widedeep._HOME)
+
+
+def test_training_knows_no_raw_file_format():
+    """The LightningModule and its runner see processed data only: readers stay behind
+    `widedeep.data.pipeline`."""
+    readers = [
+        f"{m} imports {i}"
+        for m, deps in internal_graph().items()
+        if layer(m) == "training"
+        for i in deps
+        if i.startswith("widedeep.data.readers")
+    ]
+    assert not readers, readers
