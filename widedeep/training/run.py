@@ -51,6 +51,7 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
     hidden = cfg.model.deep.hidden
     if not OmegaConf.is_list(hidden) or not all(isinstance(h, int) and h > 0 for h in hidden):
         raise ConfigError(f"model.deep.hidden={hidden}: expected a list of positive ints")
+    _validate_selection(cfg)
     _check(cfg, "trainer.max_epochs", int, *positive)
     _check(cfg, "trainer.patience", int, lambda v: v >= 0, "must be >= 0")
     monitors = ("auc", "auc_minus_logloss")
@@ -85,6 +86,18 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
         _check(cfg, f"optim.{tower}.lr", (int, float), *positive)
 
 
+def _validate_selection(cfg: DictConfig) -> None:
+    """``data.selection``: null or {ratio in (0, 1), seed >= 0 (optional, 0)}."""
+    selection = cfg.data.get("selection")
+    if selection is None:
+        return
+    if not OmegaConf.is_dict(selection) or set(selection) - {"ratio", "seed"}:
+        raise ConfigError(f"data.selection={selection}: expected null or {{ratio: 0.5, seed: 0}}")
+    _check(cfg, "data.selection.ratio", (int, float), lambda v: 0 < v < 1, "must be in (0, 1)")
+    if selection.get("seed") is not None:
+        _check(cfg, "data.selection.seed", int, lambda v: v >= 0, "must be >= 0")
+
+
 def _logger(kind: str, out: Path) -> Any:
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
@@ -102,12 +115,13 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+    from widedeep.data.selection import SELECTION_SPLIT
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
     from widedeep.training.checkpoint import load_checkpoint, resume_path
     from widedeep.training.datamodule import WideDeepDataModule
     from widedeep.training.module import WideDeepModule
-    from widedeep.training.predict import predict_split
+    from widedeep.training.predict import predict_split, split_scores
 
     validate(cfg)
     # A bad resume file fails here, in one line, before minutes of data loading.
@@ -191,15 +205,20 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
     module.load_state_dict(best["state_dict"])
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]
     test = trainer.test(module, datamodule=dm, verbose=False)[0]
+    # Every evaluation split: valid (part A under data.selection), valid_b (part B), test.
+    splits = [s for s in ("valid", SELECTION_SPLIT, "test") if s in dm.data.splits]
+    val_b = None
     if trainer.is_global_zero:
-        predictions = [
-            predict_split(
+        predictions = {
+            split: predict_split(
                 module.model, dm.data.splits[split], cfg.data.eval_batch_size
             ).with_columns(polars.lit(split).alias("split"))
-            for split in ("valid", "test")
-        ]
-        frame = predictions[0].vstack(predictions[1])
+            for split in splits
+        }
+        frame = polars.concat(list(predictions.values()))
         atomic_write(out / "predictions.parquet", frame.write_parquet)
+        if SELECTION_SPLIT in predictions:
+            val_b = split_scores(predictions[SELECTION_SPLIT])
 
     metrics = {
         "dataset": cfg.data.name,
@@ -207,6 +226,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
         "seed": cfg.seed,
         "val": {"auc": val["val/auc"], "logloss": val["val/logloss"]},
         "test": {"auc": test["test/auc"], "logloss": test["test/logloss"]},
+        # data.selection: {ratio, seed, rows: {valid, valid_b}} and part B's scores, else null.
+        "selection": dm.data.info.get("selection"),
+        "val_b": val_b,
         "params": module.parameter_counts(),
         "epochs": trainer.current_epoch,
         "best_epoch": int(best["epoch"]),
