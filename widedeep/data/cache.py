@@ -57,8 +57,9 @@ from widedeep.data.split import SPLITS
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 HASH_BELOW = 8 * 2**20
-# Data config keys that do not change the processed data.
-NOT_IN_KEY = frozenset({"batch_size", "eval_batch_size", "cache", "cache_dir"})
+# Data config keys that do not change the processed data. ``selection`` (the validation A/B
+# split, `widedeep.data.selection`) is applied to the loaded data, after the cache.
+NOT_IN_KEY = frozenset({"batch_size", "eval_batch_size", "cache", "cache_dir", "selection"})
 # The modules whose source decides the content, besides the reader's own module (paths in the
 # package).
 CODE = (

@@ -104,8 +104,8 @@ class ColumnarData:
             row_id=torch.arange(start, stop),
         )
 
-    def take(self, index: Tensor, row_id: bool = True) -> Batch:
-        """Gather rows ``index`` (B,) into a `Batch`."""
+    def _gather_bags(self, index: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Bags of rows ``index`` (B,): (values (L',), offsets (B,)), starts only."""
         bags = []
         for values, offsets in self.bags:
             starts, ends = offsets[index], offsets[index + 1]
@@ -115,13 +115,31 @@ class ColumnarData:
             pos = torch.repeat_interleave(starts - new_offsets, lengths)
             pos = pos + torch.arange(int(lengths.sum()))
             bags.append((values[pos], new_offsets))
+        return bags
+
+    def take(self, index: Tensor, row_id: bool = True) -> Batch:
+        """Gather rows ``index`` (B,) into a `Batch`."""
         return Batch(
             dense=self.dense[index],
             categorical=self.categorical[index],
             crosses=self.crosses[index],
             label=self.label[index],
-            bags=bags,
+            bags=self._gather_bags(index),
             row_id=index if row_id else None,
+        )
+
+    def subset(self, index: Tensor) -> ColumnarData:
+        """Rows ``index`` (k,) as a new split, in that order (copies; bags in CSR again)."""
+        bags = [
+            (values, torch.cat([offsets, torch.tensor([len(values)])]))
+            for values, offsets in self._gather_bags(index)
+        ]
+        return ColumnarData(
+            dense=self.dense[index].contiguous(),
+            categorical=self.categorical[index].contiguous(),
+            crosses=self.crosses[index].contiguous(),
+            label=self.label[index].contiguous(),
+            bags=bags,
         )
 
 

@@ -37,6 +37,25 @@ class WideDeep(nn.Module):
         self.wide = wide
         self.deep = deep
         self.bias = nn.Parameter(torch.zeros(1))
+        self.frozen: tuple[str, ...] = ()  # towers fixed by `freeze`
+
+    def freeze(self, tower: str) -> None:
+        """Fix ``tower`` ("wide" or "deep") as it is now: no gradients, and eval mode from now
+        on (`train` keeps it there), so its logit is a fixed offset for the rest of the model to
+        train on, without dropout noise or batch-norm statistics updates."""
+        module = getattr(self, tower, None) if tower in ("wide", "deep") else None
+        if module is None:
+            raise ValueError(f"WideDeep.freeze: no {tower!r} tower to freeze")
+        module.requires_grad_(False)
+        module.eval()
+        if tower not in self.frozen:
+            self.frozen = (*self.frozen, tower)
+
+    def train(self, mode: bool = True) -> WideDeep:
+        super().train(mode)
+        for tower in self.frozen:  # a frozen tower stays in eval mode
+            getattr(self, tower).eval()
+        return self
 
     def parts(
         self,

@@ -3,8 +3,10 @@
 Two training loaders (``trainer.loader``): ``memory`` slices batches from the preloaded split
 tensors (`BatchLoader`); ``stream`` reads the train split from the processed cache's parquet
 row groups (`StreamLoader`), so it never has to fit in memory. Evaluation always uses the
-in-memory valid / test splits. Under DDP every loader yields this process's shard of each
-global batch, with the same number of batches on every rank.
+in-memory valid / test splits; with ``data.selection`` "valid" is its part A, and part B
+("valid_b", `widedeep.data.selection`) is served by no loader: only `train` scores it, at the
+end. Under DDP every loader yields this process's shard of each global batch, with the same
+number of batches on every rank.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytorch_lightning as pl
 from widedeep.data.columnar import ProcessedData
 from widedeep.data.loader import BatchLoader, dist_rank_world
 from widedeep.data.pipeline import load_data
+from widedeep.data.selection import Selection, select_validation
 from widedeep.data.streaming import StreamDataset, StreamLoader, open_cache
 
 LOADERS = ("memory", "stream")
@@ -56,10 +59,13 @@ class WideDeepDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
+        selection = Selection.from_config(self.data_cfg.get("selection"))
         if self.loader == "memory":
-            self.data = load_data(self.data_cfg)
+            data = load_data(self.data_cfg)
         else:  # valid / test in memory, train left on disk
-            self.train_files, self.data = open_cache(self.data_cfg)
+            self.train_files, data = open_cache(self.data_cfg)
+        # After loading: the A/B cut of the validation rows is no part of the cached data.
+        self.data = select_validation(data, selection)
 
     def rank_world(self) -> tuple[int, int]:
         """(global rank, world size): the attached Trainer's, else torch.distributed's."""

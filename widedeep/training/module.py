@@ -46,6 +46,10 @@ class WideDeepModule(pl.LightningModule):
         kind: "wide", "deep" or "wide_deep".
         wide, deep: keyword arguments of `WideTower` / `DeepTower` (minus schema and bias).
         optim: ``{"wide": {name, lr, ...}, "deep": {name, lr, ...}, "grad_clip": float|None}``.
+        frozen: None, or "wide" / "deep" (``kind="wide_deep"`` only): that tower is frozen
+            (`WideDeep.freeze`: no gradients, no optimizer, eval mode), a fixed offset the other
+            tower and the shared bias train on. Its weights come from an earlier run:
+            `widedeep.training.stagewise.load_frozen_tower`, or this module's checkpoint.
         model: your own ``nn.Module`` to train instead of the one ``kind`` builds (the towers
             composed with another architecture, see examples/fm_wide.py). It is called as
             ``model(**batch.inputs())`` -> logits (B,); its ``wide`` and ``deep`` submodules (either
@@ -61,6 +65,7 @@ class WideDeepModule(pl.LightningModule):
         deep: dict[str, Any] | None = None,
         optim: dict[str, Any] | None = None,
         model: torch.nn.Module | None = None,
+        frozen: str | None = None,
     ) -> None:
         super().__init__()
         # Plain dicts and lists (not DictConfig, tuples, ...) so that the checkpoint loads with
@@ -72,8 +77,20 @@ class WideDeepModule(pl.LightningModule):
         if model is None:
             model = build_model(Schema.from_dict(schema), kind, wide or {}, deep or {})
         self.model = model
+        self.frozen = frozen
+        if frozen is not None:
+            if kind != "wide_deep" or not hasattr(model, "freeze"):
+                raise ValueError(
+                    f"model.frozen={frozen!r}: needs model.kind=wide_deep (got {kind!r}); a "
+                    "frozen tower is the fixed offset the other tower trains on"
+                )
+            if frozen not in ("wide", "deep"):
+                raise ValueError(f"model.frozen={frozen!r}: must be null, wide or deep")
+            model.freeze(frozen)
         self.optim_cfg = dict(optim or {})
         for tower in ("wide", "deep"):
+            if tower == frozen:
+                continue
             if getattr(self.model, tower, None) is not None and tower not in self.optim_cfg:
                 raise ValueError(f"optim: no settings for the {tower} tower (optim.{tower})")
         self.val_auc, self.test_auc = BinaryAUROC(), BinaryAUROC()
@@ -88,16 +105,18 @@ class WideDeepModule(pl.LightningModule):
     def tower_parameters(self) -> dict[str, list[torch.nn.Parameter]]:
         """Parameters per optimizer; the rest (`WideDeep`'s shared bias) goes with the wide
         tower when there is one (the paper's wide part is the logistic regression with its
-        intercept)."""
+        intercept). Frozen parameters (``requires_grad=False``, a frozen tower) get none, so
+        with ``frozen="wide"`` the bias trains with the deep tower."""
         groups: dict[str, list[torch.nn.Parameter]] = {}
         for tower in ("wide", "deep"):
             module = getattr(self.model, tower, None)
-            if module is not None:
-                groups[tower] = list(module.parameters())
+            params = [p for p in module.parameters() if p.requires_grad] if module else []
+            if params:
+                groups[tower] = params
         if not groups:
             raise ValueError("the model has neither a `wide` nor a `deep` submodule to optimize")
         taken = {id(p) for params in groups.values() for p in params}
-        rest = [p for p in self.model.parameters() if id(p) not in taken]
+        rest = [p for p in self.model.parameters() if id(p) not in taken and p.requires_grad]
         groups["wide" if "wide" in groups else "deep"].extend(rest)
         return groups
 
@@ -251,8 +270,10 @@ class WideDeepModule(pl.LightningModule):
     # -- sizes ---------------------------------------------------------------------------------
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters per tower; for the wide tower also its non-zero weights (its L1 size)."""
+        """Parameters per tower (frozen ones included), those trained (``trainable``: all but a
+        frozen tower's), and the wide tower's non-zero weights (its L1 size)."""
         counts = {"total": sum(p.numel() for p in self.model.parameters())}
+        counts["trainable"] = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         for tower in ("wide", "deep"):
             module = getattr(self.model, tower, None)
             counts[tower] = sum(p.numel() for p in module.parameters()) if module else 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 import torch
+import torch.nn.functional as F
+from torchmetrics.functional.classification import binary_auroc
 
 from widedeep.data.columnar import ColumnarData
 from widedeep.data.loader import BatchLoader
@@ -34,3 +36,14 @@ def predict_split(model: WideDeep, data: ColumnarData, batch_size: int = 8192) -
             **{name: out[name].numpy() for name in COLUMNS},
         }
     )
+
+
+def split_scores(predictions: pl.DataFrame) -> dict[str, float]:
+    """AUC and log loss of ``predict_split``'s rows (their ``logit`` against ``label``), as the
+    module's evaluation computes them."""
+    logit = torch.from_numpy(predictions["logit"].to_numpy(writable=True))
+    label = torch.from_numpy(predictions["label"].to_numpy(writable=True)).long()
+    return {
+        "auc": float(binary_auroc(torch.sigmoid(logit), label)),
+        "logloss": float(F.binary_cross_entropy_with_logits(logit, label.float())),
+    }

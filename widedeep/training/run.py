@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
     hidden = cfg.model.deep.hidden
     if not OmegaConf.is_list(hidden) or not all(isinstance(h, int) and h > 0 for h in hidden):
         raise ConfigError(f"model.deep.hidden={hidden}: expected a list of positive ints")
+    _validate_selection(cfg)
+    _validate_stagewise(cfg)
     _check(cfg, "trainer.max_epochs", int, *positive)
     _check(cfg, "trainer.patience", int, lambda v: v >= 0, "must be >= 0")
     monitors = ("auc", "auc_minus_logloss")
@@ -85,6 +88,40 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
         _check(cfg, f"optim.{tower}.lr", (int, float), *positive)
 
 
+def _validate_selection(cfg: DictConfig) -> None:
+    """``data.selection``: null or {ratio in (0, 1), seed >= 0 (optional, 0)}."""
+    selection = cfg.data.get("selection")
+    if selection is None:
+        return
+    if not OmegaConf.is_dict(selection) or set(selection) - {"ratio", "seed"}:
+        raise ConfigError(f"data.selection={selection}: expected null or {{ratio: 0.5, seed: 0}}")
+    _check(cfg, "data.selection.ratio", (int, float), lambda v: 0 < v < 1, "must be in (0, 1)")
+    if selection.get("seed") is not None:
+        _check(cfg, "data.selection.seed", int, lambda v: v >= 0, "must be >= 0")
+
+
+def _validate_stagewise(cfg: DictConfig) -> None:
+    """``model.frozen`` (null, wide, deep) with ``model.kind=wide_deep`` and ``model.init_from``."""
+    frozen, init_from = cfg.model.get("frozen"), cfg.model.get("init_from")
+    if frozen is None:
+        if init_from is not None:
+            raise ConfigError(
+                f"model.init_from={init_from!r}: only used with model.frozen=wide or deep"
+            )
+        return
+    _check(cfg, "model.frozen", str, lambda v: v in ("wide", "deep"), "must be null, wide or deep")
+    if cfg.model.kind != "wide_deep":
+        raise ConfigError(
+            f"model.frozen={frozen!r}: needs model.kind=wide_deep (got {cfg.model.kind!r}); a "
+            "frozen tower is the fixed offset the other tower trains on"
+        )
+    if not isinstance(init_from, str) or not init_from:
+        raise ConfigError(
+            f"model.init_from={init_from!r}: model.frozen={frozen} needs the checkpoint "
+            f"(a run's checkpoints/best.ckpt) to take the {frozen} tower from"
+        )
+
+
 def _logger(kind: str, out: Path) -> Any:
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
@@ -102,16 +139,20 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+    from widedeep.data.selection import SELECTION_SPLIT
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
     from widedeep.training.checkpoint import load_checkpoint, resume_path
     from widedeep.training.datamodule import WideDeepDataModule
     from widedeep.training.module import WideDeepModule
-    from widedeep.training.predict import predict_split
+    from widedeep.training.predict import predict_split, split_scores
+    from widedeep.training.stagewise import load_frozen_tower, read_source
 
     validate(cfg)
-    # A bad resume file fails here, in one line, before minutes of data loading.
+    # A bad resume or init_from file fails here, in one line, before minutes of data loading.
     resume_from = resume_path(cfg.get("resume_from"))
+    frozen = cfg.model.get("frozen")
+    source = read_source(cfg.model.init_from, frozen) if frozen else None
     started = time.perf_counter()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +184,13 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
         wide=model_cfg["wide"],
         deep=model_cfg["deep"],
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        frozen=frozen,
     )
+    stagewise = None
+    if source is not None:  # on resume, fit() then restores the same weights from the run
+        stagewise = load_frozen_tower(
+            module.model, frozen, source, dm.data.schema, model_cfg[frozen], cfg.model.init_from
+        )
     monitor = f"val/{cfg.trainer.monitor}"
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints",
@@ -183,7 +230,10 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
         default_root_dir=out,
     )
     fit_start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+    with warnings.catch_warnings():
+        if frozen:  # Lightning warns of modules in eval mode: the frozen tower's, by design
+            warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
     fit_time = time.perf_counter() - fit_start
 
     # Everything below uses the best validation-AUC weights, not the last epoch's.
@@ -191,15 +241,20 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
     module.load_state_dict(best["state_dict"])
     val = trainer.validate(module, datamodule=dm, verbose=False)[0]
     test = trainer.test(module, datamodule=dm, verbose=False)[0]
+    # Every evaluation split: valid (part A under data.selection), valid_b (part B), test.
+    splits = [s for s in ("valid", SELECTION_SPLIT, "test") if s in dm.data.splits]
+    val_b = None
     if trainer.is_global_zero:
-        predictions = [
-            predict_split(
+        predictions = {
+            split: predict_split(
                 module.model, dm.data.splits[split], cfg.data.eval_batch_size
             ).with_columns(polars.lit(split).alias("split"))
-            for split in ("valid", "test")
-        ]
-        frame = predictions[0].vstack(predictions[1])
+            for split in splits
+        }
+        frame = polars.concat(list(predictions.values()))
         atomic_write(out / "predictions.parquet", frame.write_parquet)
+        if SELECTION_SPLIT in predictions:
+            val_b = split_scores(predictions[SELECTION_SPLIT])
 
     metrics = {
         "dataset": cfg.data.name,
@@ -207,6 +262,11 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
         "seed": cfg.seed,
         "val": {"auc": val["val/auc"], "logloss": val["val/logloss"]},
         "test": {"auc": test["test/auc"], "logloss": test["test/logloss"]},
+        # data.selection: {ratio, seed, rows: {valid, valid_b}} and part B's scores, else null.
+        "selection": dm.data.info.get("selection"),
+        "val_b": val_b,
+        # model.frozen: {frozen, init_from, source_kind}, else null.
+        "stagewise": stagewise,
         "params": module.parameter_counts(),
         "epochs": trainer.current_epoch,
         "best_epoch": int(best["epoch"]),
