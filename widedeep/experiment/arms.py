@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from widedeep.experiment.attribution import fit_logistic
+
 ENSEMBLES = ("ens_mean_prob", "ens_mean_logit", "ens_stack")
 FIT = "valid_b"  # the split every post-hoc weight and choice is fitted on
 SPLITS = (FIT, "test")
@@ -80,11 +82,9 @@ def aligned(frames: Sequence[pl.DataFrame], column: str = "logit") -> dict[str, 
 
 
 def logistic(features: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Weights (k,) and intercept, last, of an (almost) unpenalised logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-
-    fit = LogisticRegression(C=1e4, max_iter=1000).fit(features, label)
-    return np.append(fit.coef_[0], fit.intercept_[0])
+    """Weights (k,) and intercept, last, of an unpenalised logistic regression."""
+    fit = fit_logistic(features, label)
+    return np.append(fit.coef, fit.intercept)
 
 
 def _apply(weights: np.ndarray, features: np.ndarray) -> np.ndarray:

@@ -52,8 +52,8 @@ def compare(
     n_boot: int = 0,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """a − b in test AUC: mean over pairs, 95% t-interval and p over pairs and, with
-    ``n_boot``, the hierarchical bootstrap's interval and p."""
+    """a − b in test AUC: mean over pairs with the 95% t-interval's half-width (``ci``) and
+    p, and, with ``n_boot``, the hierarchical bootstrap's interval and p."""
     matched = pairs(measured, a, b, wide_level, deep_level)
     if not matched:
         return {"a": a, "b": b, "n": 0}
@@ -67,7 +67,7 @@ def compare(
             for ca, cb in matched
         ]
         boot = stats.hierarchical_bootstrap(cells, n_boot=n_boot, seed=seed)
-        row |= {"boot_lo": boot["lo"], "boot_hi": boot["hi"], "boot_p": boot["p"]}
+        row |= {"boot_low": boot["low"], "boot_high": boot["high"], "boot_p": boot["p"]}
     return row
 
 

@@ -7,23 +7,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
 from widedeep.experiment.arms import ArmOutput, arm_output
+from widedeep.experiment.attribution import auc_drop, variance_shares
 from widedeep.experiment.plan import Cell, Model
 from widedeep.experiment.runs import RunRecord, versions
 
 
 @dataclass
 class Measured:
-    """What the harness measured: the table, each cell's logits (for intervals and slices) and
-    the runs behind them."""
+    """What the harness measured: the table, each cell's logits (for intervals and slices),
+    the runs behind them and the tuned settings they used."""
 
     table: pl.DataFrame
     outputs: dict[Cell, ArmOutput]
     records: dict[Model, RunRecord]
+    frames: dict[Model, pl.DataFrame] = field(default_factory=dict)
+    tuned: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def frame(self, model: Model) -> pl.DataFrame:
+        """A model's saved predictions (read once)."""
+        if model not in self.frames:
+            self.frames[model] = pl.read_parquet(self.records[model].predictions)
+        return self.frames[model]
 
 
 def _member_facts(members: Sequence[Model], records: Mapping[Model, RunRecord]) -> dict:
@@ -50,6 +60,23 @@ def _member_facts(members: Sequence[Model], records: Mapping[Model, RunRecord]) 
     }
 
 
+def _attribution(measured: Measured, members: Sequence[Model]) -> dict[str, float]:
+    """For a single model with both towers: each tower's centred variance share of the test
+    logit and the test AUC lost when the tower's logit is replaced by its mean."""
+    nan = {"share_wide": None, "share_deep": None, "auc_drop_wide": None, "auc_drop_deep": None}
+    if len(members) != 1 or members[0].kind != "wide_deep":
+        return nan
+    test = measured.frame(members[0]).filter(pl.col("split") == "test")
+    zw, zd = test["wide_logit"].to_numpy(), test["deep_logit"].to_numpy()
+    shares, drops = variance_shares(zw, zd), auc_drop(test["label"].to_numpy(), zw, zd)
+    return {
+        "share_wide": shares["wide"],
+        "share_deep": shares["deep"],
+        "auc_drop_wide": drops["wide"],
+        "auc_drop_deep": drops["deep"],
+    }
+
+
 def collect(
     dataset: str,
     cells: Sequence[Cell],
@@ -57,16 +84,13 @@ def collect(
     k_members: int = 0,
 ) -> Measured:
     """Build every cell's arm from its members' predictions; one table row per cell."""
-    frames: dict[Model, pl.DataFrame] = {}
-    rows, outputs = [], {}
+    measured = Measured(pl.DataFrame(), {}, dict(records))
+    rows = []
     stamp = json.dumps(versions(), sort_keys=True)
     for cell in cells:
         members = cell.members(k_members)
-        for m in members:
-            if m not in frames:
-                frames[m] = pl.read_parquet(records[m].predictions)
-        out = arm_output(cell.arm, [frames[m] for m in members])
-        outputs[cell] = out
+        out = arm_output(cell.arm, [measured.frame(m) for m in members])
+        measured.outputs[cell] = out
         test, fit = out.scores("test"), out.scores("valid_b")
         rows.append(
             {
@@ -80,10 +104,11 @@ def collect(
                 "test_logloss": test["logloss"],
                 "valid_b_auc": fit["auc"],
                 **_member_facts(members, records),
+                **_attribution(measured, members),
                 "combiner": out.combiner,
                 "weights": None if out.weights is None else json.dumps(out.weights),
                 "versions": stamp,
             }
         )
-    table = pl.DataFrame(rows, infer_schema_length=None)
-    return Measured(table, outputs, dict(records))
+    measured.table = pl.DataFrame(rows, infer_schema_length=None)
+    return measured
