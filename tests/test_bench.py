@@ -43,7 +43,9 @@ def test_plan_runs_the_joint_arms_on_both_axes_and_the_controls_at_the_main_leve
     cells = plan({**BENCH, "controls": ["ens_deep_deep", "stagewise_deep_first"]})
     joint = {(c.wide_level, c.deep_level) for c in cells if c.arm == "joint"}
     assert joint == {("a", "x"), ("a", "y"), ("b", "x")}  # axes through the main levels
-    controls = {(c.arm, c.wide_level, c.deep_level) for c in cells if c.arm.startswith(("st", "ens_d"))}
+    controls = {
+        (c.arm, c.wide_level, c.deep_level) for c in cells if c.arm.startswith(("st", "ens_d"))
+    }
     assert controls == {("ens_deep_deep", "a", "x"), ("stagewise_deep_first", "a", "x")}
     assert Cell("wide", 0, None, "a", NONE) in cells
     mean, half, std = mean_ci([1.0, 2.0, 3.0])
@@ -172,3 +174,14 @@ def test_the_plan_is_checked_before_anything_trains(tmp_path):
         with pytest.raises(ValueError, match=message):
             bench(bench_cfg(tmp_path, override, *extra))
     assert not (tmp_path / "store").exists()  # nothing trained, nothing written
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    store = RunStore(tmp_path)
+    first = store.get(compose_config(TINY))
+    (first.path / "metrics.json").unlink()  # killed after its last epoch's checkpoint
+    again = store.get(compose_config(TINY))
+    assert not again.reused and again.path == first.path
+    # resumed at the end of its last epoch: no optimizer step ran again
+    assert first.metrics["optimizer_step_time_s"] > 0 == again.metrics["optimizer_step_time_s"]
+    assert again.metrics["test"] == first.metrics["test"]
