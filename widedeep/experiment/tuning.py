@@ -1,6 +1,6 @@
-"""Hyperparameter search (issue 14, "equal tuning budgets"): search spaces from config, a
-resumable and deterministic Optuna study, the best of a study's first n trials, and the chosen
-setting written out as a ``widedeep-train`` command. docs/tuning.md tells the whole story.
+"""Hyperparameter search (issue 14, "equal tuning budgets"): a resumable and deterministic
+Optuna study over a search space (`search_space`), the best of a study's first n trials, and
+the chosen setting written out as a ``widedeep-train`` command. docs/tuning.md has the story.
 
 Determinism: Optuna keeps no sampler state in its storage, so each trial gets a fresh TPE
 sampler seeded with ``seed + index``, its index in the study's sequence of finished (complete
@@ -16,6 +16,7 @@ import logging
 import math
 import re
 import shlex
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 from widedeep.core.io import atomic_write
+from widedeep.experiment.search_space import decode, parse_space, suggest
 
 log = logging.getLogger("widedeep")
 
@@ -33,119 +35,6 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts toward the bu
 SETTINGS_ATTR = "widedeep:settings"
 # Several workers on one study: a trial whose worker has not beaten for GRACE_S is stale.
 HEARTBEAT_S, GRACE_S = 60, 180
-_FIELDS = {
-    "float": {"type", "low", "high", "log", "step"},
-    "int": {"type", "low", "high", "log", "step"},
-    "categorical": {"type", "choices"},
-}
-_PRIMITIVE = (str, int, float, bool, type(None))
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched config key. Categorical choices that Optuna cannot store (lists, dicts)
-    are kept as their JSON text (``encoded``) and decoded back when a value leaves."""
-
-    key: str
-    type: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: tuple[Any, ...] = ()
-    encoded: bool = False
-
-    def decode(self, value: Any) -> Any:
-        return json.loads(value) if self.encoded else value
-
-
-def flatten_space(space: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
-    """``{optim: {wide: {l1: spec}}}`` or ``{"optim.wide.l1": spec}`` -> ``{"optim.wide.l1":
-    spec}``: a mapping with a ``type`` is a spec, any other mapping a level of the config."""
-    flat: dict[str, dict[str, Any]] = {}
-    for name, node in space.items():
-        key = f"{prefix}{name}"
-        if not isinstance(node, Mapping):
-            raise ValueError(f"search space {key}: expected a spec {{type: float|int|categorical"
-                             f", ...}} or a mapping of specs, got {node!r}")
-        if "type" in node:
-            flat[key] = dict(node)
-        else:
-            flat.update(flatten_space(node, f"{key}."))
-    return flat
-
-
-def _number(value: Any, integer: bool = False) -> bool:
-    kinds = int if integer else (int, float)
-    return isinstance(value, kinds) and not isinstance(value, bool)
-
-
-def parse_space(space: Mapping[str, Any]) -> dict[str, Param]:
-    """Check every spec; a malformed one raises a one-line ValueError naming its key."""
-    params = {}
-    for key, spec in flatten_space(space).items():
-
-        def bad(problem: str, key: str = key, spec: dict = spec) -> ValueError:
-            return ValueError(f"search space {key}: {problem} (in {spec})")
-
-        kind = spec.get("type")
-        if kind not in _FIELDS:
-            raise bad(f"type={kind!r}: expected one of {sorted(_FIELDS)}")
-        unknown = set(spec) - _FIELDS[kind]
-        if unknown:
-            raise bad(f"unknown field(s) {sorted(unknown)} for type {kind}")
-        if kind == "categorical":
-            choices = spec.get("choices")
-            if not isinstance(choices, Sequence) or isinstance(choices, str) or not choices:
-                raise bad("choices: expected a non-empty list")
-            encoded = not all(isinstance(c, _PRIMITIVE) for c in choices)
-            try:  # sort_keys: one dict has one text, whatever order the YAML wrote it in
-                stored = tuple(json.dumps(c, sort_keys=True) for c in choices) if encoded else (
-                    tuple(choices)
-                )
-            except TypeError as err:
-                raise bad(f"choices must be JSON values: {err}") from None
-            if len(set(map(repr, stored))) < len(stored):
-                raise bad("choices repeat a value")
-            params[key] = Param(key, kind, choices=stored, encoded=encoded)
-            continue
-        integer = kind == "int"
-        low, high, step = spec.get("low"), spec.get("high"), spec.get("step")
-        if not (_number(low, integer) and _number(high, integer)):
-            raise bad(f"low and high must be {'ints' if integer else 'numbers'}")
-        if not low < high:
-            raise bad(f"low={low} must be < high={high}")
-        use_log = spec.get("log", False)
-        if not isinstance(use_log, bool):
-            raise bad(f"log={use_log!r}: expected true or false")
-        if use_log and low <= 0:
-            raise bad(f"log=true needs low > 0, got low={low}")
-        if step is not None and not (_number(step, integer) and step > 0):
-            raise bad(f"step={step!r}: expected a positive {'int' if integer else 'number'}")
-        if use_log and step is not None:
-            raise bad("log and step cannot be combined")
-        params[key] = Param(key, kind, low, high, use_log, step)
-    return params
-
-
-def suggest(trial: optuna.Trial, space: Mapping[str, Any]) -> dict[str, Any]:
-    """The trial's config overrides ``{key: value}``, one per searched key, in space order."""
-    values = {}
-    for key, p in parse_space(space).items():
-        if p.type == "float":
-            values[key] = trial.suggest_float(key, p.low, p.high, log=p.log, step=p.step)
-        elif p.type == "int":
-            values[key] = trial.suggest_int(key, p.low, p.high, log=p.log, step=p.step or 1)
-        else:
-            values[key] = p.decode(trial.suggest_categorical(key, p.choices))
-    return values
-
-
-def decode(space: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
-    """Stored trial parameters (``FrozenTrial.params``) as config overrides."""
-    params = parse_space(space)
-    order = [*[k for k in params if k in stored], *[k for k in stored if k not in params]]
-    return {k: params[k].decode(stored[k]) if k in params else stored[k] for k in order}
 
 
 @dataclass(frozen=True)
@@ -196,6 +85,13 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def _shown(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def _check_settings(study: optuna.Study, settings: dict[str, Any], url: str) -> None:
     """A study resumed with other settings would not be the study it claims to be."""
     stored = study.user_attrs.get(SETTINGS_ATTR)
@@ -205,7 +101,7 @@ def _check_settings(study: optuna.Study, settings: dict[str, Any], url: str) -> 
     for field in sorted(set(stored) | set(settings)):
         if stored.get(field) != settings.get(field):
             raise ValueError(
-                f"study {study.study_name!r} in {url} was started with {field}="
+                f"study {study.study_name!r} in {_shown(url)} was started with {field}="
                 f"{stored.get(field)!r}, now {settings.get(field)!r}: use another study name "
                 "or storage for a new search"
             )
@@ -236,7 +132,8 @@ def tune(
     attrs: Mapping[str, Any] | None = None,
 ) -> TuneResult:
     """Maximise ``objective(params, trial)`` over ``space`` until the study holds ``trials``
-    finished (complete or pruned) trials; runs only the ones still missing.
+    finished (complete or pruned) trials; runs only the ones still missing. The result is
+    about the study's first ``trials`` finished trials (a longer study's prefix).
 
     ``storage``: a SQLAlchemy URL (default: SQLite ``./tune.db``); a PostgreSQL or MySQL URL
     lets several machines work on one study, each calling this with ``shared=True`` (their
@@ -260,8 +157,8 @@ def tune(
         study_name=study_name, storage=rdb, direction="maximize", load_if_exists=True
     )
     # The space as pairs: the order of the keys is the order of the draws.
-    settings = _plain({"space": list(space.items()), "seed": seed, "pruner": pruner,
-                       "n_startup_trials": n_startup_trials, **(attrs or {})})
+    settings = {"space": list(space.items()), "seed": seed, "pruner": pruner}
+    settings = _plain({**settings, "n_startup_trials": n_startup_trials, **(attrs or {})})
     _check_settings(study, settings, url)
     if not shared:
         _retry_abandoned(study, space)
@@ -275,6 +172,10 @@ def tune(
 
     new = 0
     for _ in range(trials):  # each pass finishes one trial or raises: a bound, not the count
+        if shared:  # a dead worker's trial must not count as busy (its retry is queued)
+            with warnings.catch_warnings():  # "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
         done = len(study.get_trials(deepcopy=False, states=FINISHED))
         busy = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         if done + busy >= trials:
@@ -283,13 +184,15 @@ def tune(
         sampler = optuna.samplers.TPESampler(
             seed=None if shared else seed + done, n_startup_trials=n_startup_trials
         )
+        pruning = _pruner(pruner, n_startup_trials)
         study = optuna.load_study(
-            study_name=study_name, storage=rdb, sampler=sampler,
-            pruner=_pruner(pruner, n_startup_trials),
+            study_name=study_name, storage=rdb, sampler=sampler, pruner=pruning
         )
         study.optimize(run, n_trials=1, catch=())
         new += 1
-    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    # The result covers the first `trials` finished trials, however many the study holds.
+    finished = sorted(study.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number)
+    finished = finished[:trials]
     return TuneResult(
         study=study,
         storage=url,

@@ -13,7 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from widedeep.experiment.tuning import TuneResult, flatten_space, sqlite_url, tune, write_best
+from widedeep.experiment.search_space import flatten_space
+from widedeep.experiment.tuning import TuneResult, sqlite_url, tune, write_best
 
 log = logging.getLogger("widedeep")
 
