@@ -153,7 +153,7 @@ def test_model_config_applies_tuned_setting_then_levels_then_variant(tmp_path):
         "bench.main.wide=l1",
     )
     tuned = {("wide_deep", "per_model"): {"optim.wide.l1": 0.1, "optim.wide.lr": 0.3}}
-    model = Model("wide_deep", 2, None, "l1", "default", variant="2x")
+    model = Model("wide_deep", 2, None, "l1", cfg.bench.main.deep, variant="2x")
     run = model_config(cfg, model, tuned)
     assert run.optim.wide.l1 == 0.5 and run.optim.wide.lr == 0.3  # the level wins over tuning
     assert run.trainer.max_epochs == 2 * cfg.trainer.max_epochs and run.seed == 2
@@ -185,3 +185,91 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     # resumed at the end of its last epoch: no optimizer step ran again
     assert first.metrics["optimizer_step_time_s"] > 0 == again.metrics["optimizer_step_time_s"]
     assert again.metrics["test"] == first.metrics["test"]
+
+
+SMALL_BENCH = [
+    "data.generator.n_rows=4000",
+    "bench.seeds=[0]",
+    "bench.data_seeds=null",
+    "bench.bootstrap=100",
+    "bench.sweep.deep=[{name: small, overrides: {model.deep.hidden: [16]}}]",
+    "bench.main.deep=small",
+    "bench.sweep.wide=[{name: l1_0, overrides: {optim.wide.l1: 0.0}}]",
+    "bench.main.wide=l1_0",
+]
+
+
+def _choices(measured) -> dict:
+    """Everything the harness chose: tuned settings, combiners, weights, best epochs."""
+    table = measured.table.sort("arm", "seed", "wide_level", "deep_level")
+    return {
+        "tuned": measured.tuned,
+        "rows": table.select("arm", "combiner", "weights", "best_epoch", "epochs").rows(),
+    }
+
+
+@pytest.mark.slow
+def test_the_protocol_end_to_end_and_test_labels_change_no_choice(tmp_path, monkeypatch):
+    from widedeep.data import pipeline
+    from widedeep.experiment.harness import bench, measure
+    from widedeep.training import datamodule
+
+    extra = [*SMALL_BENCH, "bench.tune.trials=2", "bench.tune.n_startup_trials=1",
+             "bench.k_members=2"]
+    cfg = bench_cfg(tmp_path / "a", *extra)
+    out = bench(cfg)
+    results = pl.read_parquet(out / "results.parquet")
+    expected = {"wide", "deep", "joint", "joint_refit", "ens_best", "ens_deep_deep",
+                "ens_joint_joint", "joint_2x", "stagewise_deep_first", "stagewise_wide_first",
+                "ens_best_equal_total", "deep_k1", "deep_k2"}
+    assert expected <= set(results["arm"])
+    assert {"commit", "versions", "run_keys", "best_epoch", "epochs", "stopped_early",
+            "train_time_s", "share_wide", "auc_drop_deep"} <= set(results.columns)
+    joint = results.filter(pl.col("arm") == "joint").row(0, named=True)
+    assert joint["share_wide"] + joint["share_deep"] == pytest.approx(1.0)
+    for name in ("summary.md", "slices.csv", "exceptions.csv", "tuned.json", "curves.png",
+                 "tuned/wide.yaml", "tuned/wide_deep.yaml"):
+        assert (out / name).exists(), name
+    text = (out / "summary.md").read_text()
+    assert "## Primary comparison" in text and "bootstrap [" in text and "Holm" in text
+    twice = results.filter(pl.col("arm") == "joint_2x")["max_epochs"][0]
+    assert twice == 2 * cfg.trainer.max_epochs
+    # Every run of a second call is reused.
+    again = measure(cfg)
+    assert again.table.height == results.height
+    assert _choices(again) == _choices(measure(cfg))
+
+    # Shuffled test labels, everything else the same, a fresh store: no choice changes.
+    real = pipeline.load_data
+
+    def shuffled_test_labels(data_cfg):
+        data = real(data_cfg)
+        test = data.splits["test"]
+        order = np.random.default_rng(0).permutation(len(test))
+        test.label = test.label[order]
+        return data
+
+    monkeypatch.setattr(datamodule, "load_data", shuffled_test_labels)
+    other = measure(bench_cfg(tmp_path / "b", *extra))
+    assert _choices(other) == _choices(again)
+    assert other.table["test_auc"].to_list() != again.table["test_auc"].to_list()
+
+
+@pytest.mark.slow
+def test_the_command_line_writes_under_its_output_directory_only(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo_results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    before = {p: p.stat().st_mtime_ns for p in repo_results.rglob("*") if p.is_file()}
+    args = [*TINY, *SMALL_BENCH, "bench.controls=[]", "hydra.run.dir=report"]
+    result = subprocess.run(
+        [sys.executable, "-m", "widedeep.cli.bench", *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "report" / "summary.md").is_file()
+    assert "reused 0 of" in result.stderr + result.stdout
+    after = {p: p.stat().st_mtime_ns for p in repo_results.rglob("*") if p.is_file()}
+    assert after == before  # the tracked results are written only with bench.publish=true

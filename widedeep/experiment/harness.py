@@ -14,10 +14,19 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from widedeep.experiment.plan import Cell, Model, model_config, models, plan
+from widedeep.experiment.plan import (
+    NONE,
+    Cell,
+    Model,
+    data_seeds,
+    levels,
+    model_config,
+    models,
+    plan,
+)
 from widedeep.experiment.report import write_report
 from widedeep.experiment.results import Measured, collect
-from widedeep.experiment.runs import RunRecord, RunStore
+from widedeep.experiment.runs import RunRecord, RunStore, run_key
 
 log = logging.getLogger("widedeep")
 _ABSENT = object()
@@ -41,9 +50,13 @@ def check_plan(cfg: DictConfig, cells: list[Cell]) -> None:
         for level in b.sweep[tower]:
             for key in level.get("overrides") or {}:
                 _known_key(cfg, key, f"bench.sweep.{tower}[{level['name']}]")
-    for kind, space in ((b.get("tune") or {}).get("spaces") or {}).items():
-        for key in space or {}:
-            _known_key(cfg, key, f"bench.tune.spaces.{kind}")
+    if (b.get("tune") or {}).get("trials", 0):
+        from widedeep.experiment.search_space import flatten_space, parse_space
+
+        for tower, space in OmegaConf.to_container(b.tune.space, resolve=True).items():
+            parse_space(flatten_space(space))
+            for key in flatten_space(space):  # optim.deep.embedding_l2 may be new: its parent
+                _known_key(cfg, key.rpartition(".")[0], f"bench.tune.space.{tower}")
     fields = list(cfg.data.features.categorical)
     unknown = [f for f in b.slices.fields if f not in fields]
     if unknown:
@@ -76,10 +89,75 @@ def train_all(
     return records
 
 
+def _train_overrides(cfg: DictConfig) -> list[str]:
+    """What ``widedeep-train`` needs besides the tuned values to retrain a tuned model: the
+    bench command line's experiment and non-bench overrides (none outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    hydra = HydraConfig.get()
+    keep = [o for o in hydra.overrides.task if not o.lstrip("~+").startswith("bench")]
+    experiment = hydra.runtime.choices.get("experiment")
+    selection = OmegaConf.to_container(cfg.bench.selection)
+    return [f"experiment={experiment}", *keep, f"data.selection={selection}"]
+
+
+def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[str, Any]]:
+    """Tune wide, deep and joint with the same number of trials on split A, at the main levels
+    and the first data split and seed; each trial a store run (so its seeds reuse it).
+
+    Returns {(kind, budget): overrides}: ``per_model`` is each study's best; ``equal_total``
+    (wide and deep, the ensemble's members) the best of each study's first trials // 2, so the
+    two members together get the joint model's budget."""
+    import optuna
+
+    from widedeep.experiment.tuning import best_of_first, sqlite_url, tune, write_best
+    from widedeep.experiment.tuning_runs import arm_space, new_keys
+    from widedeep.training.module import NonFiniteLossError
+    from widedeep.training.pruning import PruningCallback
+
+    b, t = cfg.bench, cfg.bench.tune
+    spaces = OmegaConf.to_container(t.space, resolve=True)
+    Path(b.store).mkdir(parents=True, exist_ok=True)
+    storage = t.storage or sqlite_url(Path(b.store) / "tuning.db")
+    fixed = {k for tower in ("wide", "deep") for k in levels(b, tower)[b.main[tower]]}
+    tuned: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind in ("wide", "deep", "wide_deep"):
+        space = {k: v for k, v in arm_space(spaces, kind).items() if k not in fixed}
+        w = b.main.wide if kind != "deep" else NONE
+        d = b.main.deep if kind != "wide" else NONE
+        model = Model(kind, int(b.seeds[0]), data_seeds(b)[0], w, d)
+
+        def objective(params: dict[str, Any], trial: Any, model: Model = model) -> float:
+            run_cfg = model_config(cfg, model, {(model.kind, "per_model"): params})
+            try:
+                record = store.get(run_cfg, [PruningCallback(trial, "val/auc")])
+            except NonFiniteLossError as err:  # a diverged setting is a bad trial
+                raise optuna.TrialPruned(f"diverged: {err}") from None
+            return float(record.metrics["val"]["auc"])
+
+        base = run_key(model_config(cfg, model))[:12]
+        name = f"bench-{cfg.data.name}-{kind}-{base}"
+        result = tune(
+            name, space, objective, int(t.trials), storage, int(t.sampler.seed),
+            pruner=t.pruner, n_startup_trials=int(t.n_startup_trials),
+        )
+        log.info("bench tuning %s: best val AUC %.4f (%s)", kind, result.best.value, name)
+        tuned[(kind, "per_model")] = result.best.params
+        if kind != "wide_deep":
+            half = best_of_first(result.study, max(1, int(t.trials) // 2))
+            tuned[(kind, "equal_total")] = half.params
+        overrides = [*_train_overrides(cfg), f"model.kind={kind}"]
+        write_best(
+            Path(b.out) / "tuned" / f"{kind}.yaml", result.best, overrides,
+            new_keys(cfg, list(space)), name,
+        )
+    return tuned
+
+
 def measure(cfg: DictConfig) -> Measured:
     """Check, tune, train and collect: everything but the report."""
-    from widedeep.experiment.tuning_runs import tune_kinds
-
     b = cfg.bench
     cells = plan(b)
     check_plan(cfg, cells)

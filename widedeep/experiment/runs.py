@@ -50,15 +50,15 @@ def code_digest() -> str:
 
 @cache
 def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
     import numpy
     import polars
     import pytorch_lightning
     import torch
 
-    import widedeep
-
     return {
-        "widedeep": widedeep.__version__,
+        "widedeep": version("widedeep"),
         "torch": torch.__version__,
         "pytorch_lightning": pytorch_lightning.__version__,
         "polars": polars.__version__,
