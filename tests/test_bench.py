@@ -234,6 +234,13 @@ def test_the_protocol_end_to_end_and_test_labels_change_no_choice(tmp_path, monk
     assert "## Primary comparison" in text and "bootstrap [" in text and "Holm" in text
     twice = results.filter(pl.col("arm") == "joint_2x")["max_epochs"][0]
     assert twice == 2 * cfg.trainer.max_epochs
+    params = {r["arm"]: r["params"] for r in results.iter_rows(named=True)
+              if r["wide_level"] != "-" or r["arm"] == "deep"}
+    assert params["ens_deep_deep"] == params["deep_k2"] == 2 * params["deep"]
+    assert params["deep_k1"] == params["deep"]
+    assert params["ens_joint_joint"] == 2 * params["joint"]
+    assert params["joint_2x"] == params["stagewise_deep_first"] == params["joint"]
+    assert params["ens_best"] == params["joint"] + 1  # two biases: one per member
     # Every run of a second call is reused.
     again = measure(cfg)
     assert again.table.height == results.height
