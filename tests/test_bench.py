@@ -1,135 +1,141 @@
-"""The joint-vs-ensemble harness: ensembles from saved predictions, tables and plots."""
+"""The joint-vs-ensemble harness: the plan, config-keyed runs, arms fitted on split B only,
+the checks made before anything trains, and one small end-to-end benchmark."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import polars as pl
 import pytest
+from hydra import compose, initialize_config_module
 
-from widedeep.experiment.ensembles import ensemble_logits
-from widedeep.experiment.plan import Run, plan
+from widedeep.cli.config import compose_config
+from widedeep.experiment.arms import arm_output, scores
+from widedeep.experiment.plan import NONE, Cell, Model, model_config, models, plan
+from widedeep.experiment.runs import RunStore, run_key
 from widedeep.experiment.stats import mean_ci
 
-
-def _preds(seed: int, n: int = 400) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    label = rng.integers(0, 2, 2 * n)
-    logit = rng.normal(size=2 * n) + 1.5 * (label - 0.5)
-    return pl.DataFrame(
-        {
-            "row_id": np.tile(np.arange(n), 2),
-            "label": label,
-            "logit": logit,
-            "split": ["valid"] * n + ["test"] * n,
-        }
-    )
+TINY = ["data.generator.n_rows=3000", "trainer.max_epochs=2", "trainer.progress_bar=false"]
+BENCH = {
+    "seeds": [0, 1],
+    "main": {"wide": "a", "deep": "x"},
+    "grid": "axes",
+    "sweep": {"wide": [{"name": "a"}, {"name": "b"}], "deep": [{"name": "x"}, {"name": "y"}]},
+}
 
 
-def test_stacker_is_fitted_on_validation_rows_only():
-    wide, deep = _preds(0), _preds(1).with_columns(pl.col("label").alias("label"))
-    deep = deep.with_columns(wide["label"])  # both arms scored the same rows
-    base = ensemble_logits(wide, deep)
-    # Scramble the test predictions: the stacker, fitted on valid, must not change.
-    test = pl.col("split") == "test"
-    wide2 = wide.with_columns(pl.when(test).then(pl.col("logit") * -3).otherwise(pl.col("logit")))
-    changed = ensemble_logits(wide2, deep)
-    np.testing.assert_array_equal(base["ens_stack"]["valid"], changed["ens_stack"]["valid"])
-    # ... and applied to test rows it is the same linear map of the (new) test logits.
-    w_valid = wide.filter(~test).sort("row_id")["logit"].to_numpy()
-    d_valid = deep.filter(~test).sort("row_id")["logit"].to_numpy()
-    coef = np.linalg.lstsq(
-        np.stack([w_valid, d_valid, np.ones_like(w_valid)], 1),
-        base["ens_stack"]["valid"],
-        rcond=None,
-    )[0]
-    w_test = wide2.filter(test).sort("row_id")["logit"].to_numpy()
-    d_test = deep.filter(test).sort("row_id")["logit"].to_numpy()
-    np.testing.assert_allclose(
-        changed["ens_stack"]["test"], coef[0] * w_test + coef[1] * d_test + coef[2], atol=1e-8
-    )
-    np.testing.assert_allclose(
-        base["ens_mean_logit"]["test"],
-        (wide.filter(test)["logit"] + deep.filter(test)["logit"]).to_numpy() / 2,
-    )
+def bench_cfg(tmp_path, *overrides: str):
+    with initialize_config_module(config_module="widedeep.conf", version_base="1.3"):
+        return compose(
+            config_name="bench",
+            overrides=[
+                *TINY,
+                f"bench.store={tmp_path}/store",
+                f"bench.out={tmp_path}/out",
+                "output_dir=unused",
+                *overrides,
+            ],
+        )
 
 
-def test_mismatched_predictions_are_refused():
-    with pytest.raises(ValueError, match="same rows"):
-        ensemble_logits(_preds(0), _preds(1).head(500))
-
-
-def test_plan_and_confidence_interval():
-    bench = {
-        "seeds": [0, 1],
-        "main": {"wide": "a", "deep": "x"},
-        "grid": "axes",
-        "sweep": {"wide": [{"name": "a"}, {"name": "b"}], "deep": [{"name": "x"}, {"name": "y"}]},
-    }
-    runs = plan(bench)
-    joint = {(r.wide_level, r.deep_level) for r in runs if r.kind == "wide_deep"}
+def test_plan_runs_the_joint_arms_on_both_axes_and_the_controls_at_the_main_levels():
+    cells = plan({**BENCH, "controls": ["ens_deep_deep", "stagewise_deep_first"]})
+    joint = {(c.wide_level, c.deep_level) for c in cells if c.arm == "joint"}
     assert joint == {("a", "x"), ("a", "y"), ("b", "x")}  # axes through the main levels
-    assert Run(0, "wide", "a", "-") in runs and len(runs) == 2 * (2 + 2 + 3)
+    controls = {
+        (c.arm, c.wide_level, c.deep_level) for c in cells if c.arm.startswith(("st", "ens_d"))
+    }
+    assert controls == {("ens_deep_deep", "a", "x"), ("stagewise_deep_first", "a", "x")}
+    assert Cell("wide", 0, None, "a", NONE) in cells
     mean, half, std = mean_ci([1.0, 2.0, 3.0])
     assert mean == 2.0 and std == 1.0 and half == pytest.approx(4.303 / 3**0.5, rel=1e-3)
 
 
-@pytest.mark.slow
-def test_bench_end_to_end_on_tiny_synthetic_data(tmp_path):
-    from hydra import compose, initialize_config_module
+def test_models_are_shared_between_arms_and_come_after_what_they_depend_on():
+    cells = plan({**BENCH, "seeds": [0], "controls": ["ens_deep_deep", "stagewise_wide_first"]})
+    todo = models(cells)
+    assert len(todo) == len(set(todo))  # the ensembles reuse the wide and deep arms' runs
+    stage = next(m for m in todo if m.variant == "frozen_wide")
+    assert todo.index(stage.dependency()) < todo.index(stage)
+    second = Model("deep", 0, None, NONE, "x", member=1)
+    assert second in todo and second.train_seed == 1000
 
-    from widedeep.experiment.harness import bench
 
-    with initialize_config_module(config_module="widedeep.conf", version_base="1.3"):
-        cfg = compose(
-            config_name="bench",
-            overrides=[
-                "data.generator.n_rows=6000",
-                "trainer.max_epochs=1",
-                "bench.seeds=[0,1]",
-                "bench.sweep.deep=[{name: small, overrides: {model.deep.hidden: [16]}}]",
-                "bench.main.deep=small",
-                "bench.sweep.wide=[{name: l1_1, overrides: {optim.wide.l1: 1.0}},"
-                "{name: l1_0, overrides: {optim.wide.l1: 0.0}}]",
-                f"bench.runs_dir={tmp_path}/runs",
-                f"bench.out_dir={tmp_path}/out",
-                "output_dir=unused",
-            ],
+def test_a_run_key_changes_with_what_trains_and_not_with_where_it_is_written():
+    base = compose_config(TINY)
+    key = run_key(base)
+    assert run_key(compose_config(TINY, output_dir="elsewhere")) == key
+    assert run_key(compose_config([*TINY, "trainer.logger=none"])) == key
+    for change in ("trainer.max_epochs=3", "seed=1", "optim.wide.lr=0.2", "data.batch_size=512"):
+        assert run_key(compose_config([*TINY, change])) != key, change
+
+
+def test_the_store_reuses_a_finished_run_only_when_its_key_matches(tmp_path):
+    store = RunStore(tmp_path)
+    first = store.get(compose_config(TINY))
+    again = store.get(compose_config(TINY))
+    assert not first.reused and again.reused and again.path == first.path
+    assert store.summary() == "reused 1 of 2 runs, trained 1"
+    changed = store.get(compose_config([*TINY, "trainer.max_epochs=1"]))
+    assert not changed.reused and changed.path != first.path
+    assert changed.metrics["epochs"] == 1 and first.metrics["epochs"] == 2
+    stored = json.loads((first.path / "run.json").read_text())
+    assert stored["key"] == first.key and stored["commit"]
+    assert stored["document"]["config"]["trainer"]["max_epochs"] == 2
+    # reuse=false retrains even a matching run
+    assert not RunStore(tmp_path, reuse=False).get(compose_config(TINY)).reused
+
+
+def _predictions(seed: int, n: int = 300) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    label = np.random.default_rng(99).integers(0, 2, 3 * n)  # the same rows for every member
+    wide = rng.normal(size=3 * n) + 1.2 * (label - 0.5)
+    deep = rng.normal(size=3 * n) + 0.8 * (label - 0.5)
+    return pl.DataFrame(
+        {
+            "row_id": np.tile(np.arange(n), 3),
+            "label": label,
+            "wide_logit": wide,
+            "deep_logit": deep,
+            "logit": wide + deep,
+            "split": ["valid"] * n + ["valid_b"] * n + ["test"] * n,
+        }
+    )
+
+
+@pytest.mark.parametrize("arm", ["ens_stack", "ens_best", "joint_refit", "ens_deep_deep"])
+def test_post_hoc_choices_use_split_b_and_never_test_labels(arm):
+    frames = [_predictions(0), _predictions(1)][: 1 if arm == "joint_refit" else 2]
+    base = arm_output(arm, frames)
+    test = pl.col("split") == "test"
+    shuffled = [
+        f.with_columns(
+            pl.when(test).then(pl.col("label").shuffle(seed=5)).otherwise(pl.col("label"))
         )
-    out = bench(cfg)
-    results = pl.read_parquet(out / "results.parquet")
-    arms = set(results["arm"])
-    assert {
-        "wide",
-        "deep",
-        "joint",
-        "ens_mean_prob",
-        "ens_mean_logit",
-        "ens_stack",
-        "ens_best",
-    } <= arms
-    assert results.filter(pl.col("arm") == "joint").height == 2 * 2
-    assert results["test_auc"].is_between(0.0, 1.0).all()  # tiny data: a weak arm may sit at 0.5
-    assert results.filter(pl.col("arm") == "joint")["test_auc"].min() > 0.6
-    for name in (
-        "summary.md",
-        "results.csv",
-        "slices.csv",
-        "exceptions.csv",
-        "auc_vs_params.png",
-        "slices.png",
-    ):
-        assert (out / name).exists(), name
-    text = (out / "summary.md").read_text()
-    assert "joint − ens_best" in text and "## Frequency slices" in text
-    # Finished runs are reused: a second call trains nothing new.
-    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("metrics.json")}
-    bench(cfg)
-    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("metrics.json")}
+        for f in frames
+    ]
+    other = arm_output(arm, shuffled)
+    assert other.combiner == base.combiner and other.weights == base.weights
+    np.testing.assert_array_equal(other.logit["test"], base.logit["test"])
+    assert other.scores()["auc"] != base.scores()["auc"]  # the test labels did change
+
+
+def test_stacker_and_refit_are_the_linear_maps_fitted_on_split_b():
+    frames = [_predictions(0), _predictions(1)]
+    stack = arm_output("ens_stack", frames)
+    w = np.asarray(stack.weights)
+    z = [f.filter(pl.col("split") == "test").sort("row_id")["logit"].to_numpy() for f in frames]
+    np.testing.assert_allclose(stack.logit["test"], w[0] * z[0] + w[1] * z[1] + w[2])
+    mean = arm_output("ens_mean_logit", frames)
+    np.testing.assert_allclose(mean.logit["test"], (z[0] + z[1]) / 2)
+    with pytest.raises(ValueError, match="same rows"):
+        arm_output("ens_stack", [frames[0], frames[1].head(500)])
+    with pytest.raises(ValueError, match="valid_b"):
+        arm_output("ens_stack", [f.filter(pl.col("split") != "valid_b") for f in frames])
 
 
 def test_single_class_slice_has_no_auc_but_a_log_loss():
-    from widedeep.experiment.ensembles import scores
-
     logit = np.array([2.0, 0.0, -1.0])
     clicks = scores(np.ones(3), logit)
     assert np.isnan(clicks["auc"])
@@ -138,3 +144,139 @@ def test_single_class_slice_has_no_auc_but_a_log_loss():
     mixed = scores(np.array([1.0, 0.0, 0.0]), logit)
     assert mixed["auc"] == 1.0
     assert np.isnan(scores(np.array([]), np.array([]))["logloss"])
+
+
+def test_model_config_applies_tuned_setting_then_levels_then_variant(tmp_path):
+    cfg = bench_cfg(
+        tmp_path,
+        "bench.sweep.wide=[{name: l1, overrides: {optim.wide.l1: 0.5}}]",
+        "bench.main.wide=l1",
+    )
+    tuned = {("wide_deep", "per_model"): {"optim.wide.l1": 0.1, "optim.wide.lr": 0.3}}
+    model = Model("wide_deep", 2, None, "l1", cfg.bench.main.deep, variant="2x")
+    run = model_config(cfg, model, tuned)
+    assert run.optim.wide.l1 == 0.5 and run.optim.wide.lr == 0.3  # the level wins over tuning
+    assert run.trainer.max_epochs == 2 * cfg.trainer.max_epochs and run.seed == 2
+    assert run.data.selection.ratio == cfg.bench.selection.ratio and "bench" not in run
+
+
+def test_the_plan_is_checked_before_anything_trains(tmp_path):
+    from widedeep.experiment.harness import bench
+
+    cases = {
+        "bench.slices.fields=[user,nope]": "not categorical fields",
+        "bench.sweep.wide=[{name: a, overrides: {optim.wide.l11: 0.1}}]": "optim.wide.l11",
+        "bench.selection=null": "bench.selection",
+        "data.batch_size=-1": "data.batch_size",
+    }
+    for override, message in cases.items():
+        extra = ["bench.main.wide=a"] if "sweep.wide" in override else []
+        with pytest.raises(ValueError, match=message):
+            bench(bench_cfg(tmp_path, override, *extra))
+    assert not (tmp_path / "store").exists()  # nothing trained, nothing written
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    store = RunStore(tmp_path)
+    first = store.get(compose_config(TINY))
+    (first.path / "metrics.json").unlink()  # killed after its last epoch's checkpoint
+    again = store.get(compose_config(TINY))
+    assert not again.reused and again.path == first.path
+    # resumed at the end of its last epoch: no optimizer step ran again
+    assert first.metrics["optimizer_step_time_s"] > 0 == again.metrics["optimizer_step_time_s"]
+    assert again.metrics["test"] == first.metrics["test"]
+
+
+SMALL_BENCH = [
+    "data.generator.n_rows=4000",
+    "bench.seeds=[0]",
+    "bench.data_seeds=null",
+    "bench.bootstrap=100",
+    "bench.sweep.deep=[{name: small, overrides: {model.deep.hidden: [16]}}]",
+    "bench.main.deep=small",
+    "bench.sweep.wide=[{name: l1_0, overrides: {optim.wide.l1: 0.0}}]",
+    "bench.main.wide=l1_0",
+]
+
+
+def _choices(measured) -> dict:
+    """Everything the harness chose: tuned settings, combiners, weights, best epochs."""
+    table = measured.table.sort("arm", "seed", "wide_level", "deep_level")
+    return {
+        "tuned": measured.tuned,
+        "rows": table.select("arm", "combiner", "weights", "best_epoch", "epochs").rows(),
+    }
+
+
+@pytest.mark.slow
+def test_the_protocol_end_to_end_and_test_labels_change_no_choice(tmp_path, monkeypatch):
+    from widedeep.data import pipeline
+    from widedeep.experiment.harness import bench, measure
+    from widedeep.training import datamodule
+
+    extra = [*SMALL_BENCH, "bench.tune.trials=2", "bench.tune.n_startup_trials=1",
+             "bench.k_members=2"]
+    cfg = bench_cfg(tmp_path / "a", *extra)
+    out = bench(cfg)
+    results = pl.read_parquet(out / "results.parquet")
+    expected = {"wide", "deep", "joint", "joint_refit", "ens_best", "ens_deep_deep",
+                "ens_joint_joint", "joint_2x", "stagewise_deep_first", "stagewise_wide_first",
+                "ens_best_equal_total", "deep_k1", "deep_k2"}
+    assert expected <= set(results["arm"])
+    assert {"commit", "versions", "run_keys", "best_epoch", "epochs", "stopped_early",
+            "train_time_s", "share_wide", "auc_drop_deep"} <= set(results.columns)
+    joint = results.filter(pl.col("arm") == "joint").row(0, named=True)
+    assert joint["share_wide"] + joint["share_deep"] == pytest.approx(1.0)
+    for name in ("summary.md", "slices.csv", "exceptions.csv", "tuned.json", "curves.png",
+                 "tuned/wide.yaml", "tuned/wide_deep.yaml"):
+        assert (out / name).exists(), name
+    text = (out / "summary.md").read_text()
+    assert "## Primary comparison" in text and "bootstrap [" in text and "Holm" in text
+    twice = results.filter(pl.col("arm") == "joint_2x")["max_epochs"][0]
+    assert twice == 2 * cfg.trainer.max_epochs
+    params = {r["arm"]: r["params"] for r in results.iter_rows(named=True)
+              if r["wide_level"] != "-" or r["arm"] == "deep"}
+    assert params["ens_deep_deep"] == params["deep_k2"] == 2 * params["deep"]
+    assert params["deep_k1"] == params["deep"]
+    assert params["ens_joint_joint"] == 2 * params["joint"]
+    assert params["joint_2x"] == params["stagewise_deep_first"] == params["joint"]
+    assert params["ens_best"] == params["joint"] + 1  # two biases: one per member
+    # Every run of a second call is reused.
+    again = measure(cfg)
+    assert again.table.height == results.height
+    assert _choices(again) == _choices(measure(cfg))
+
+    # Shuffled test labels, everything else the same, a fresh store: no choice changes.
+    real = pipeline.load_data
+
+    def shuffled_test_labels(data_cfg):
+        data = real(data_cfg)
+        test = data.splits["test"]
+        order = np.random.default_rng(0).permutation(len(test))
+        test.label = test.label[order]
+        return data
+
+    monkeypatch.setattr(datamodule, "load_data", shuffled_test_labels)
+    other = measure(bench_cfg(tmp_path / "b", *extra))
+    assert _choices(other) == _choices(again)
+    assert other.table["test_auc"].to_list() != again.table["test_auc"].to_list()
+
+
+@pytest.mark.slow
+def test_the_command_line_writes_under_its_output_directory_only(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo_results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    before = {p: p.stat().st_mtime_ns for p in repo_results.rglob("*") if p.is_file()}
+    args = [*TINY, *SMALL_BENCH, "bench.controls=[]", "hydra.run.dir=report"]
+    result = subprocess.run(
+        [sys.executable, "-m", "widedeep.cli.bench", *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "report" / "summary.md").is_file()
+    assert "reused 0 of" in result.stderr + result.stdout
+    after = {p: p.stat().st_mtime_ns for p in repo_results.rglob("*") if p.is_file()}
+    assert after == before  # the tracked results are written only with bench.publish=true

@@ -28,7 +28,7 @@ MAY_IMPORT = {
     "data": {"core"},
     "training": {"core", "nn", "optim", "data"},
     "serving": {"core", "nn", "data", "training"},
-    "experiment": {"core", "data", "training"},
+    "experiment": {"core", "nn", "optim", "data", "training"},
     "cli": {"core", "nn", "optim", "data", "training", "serving", "experiment"},
     "": {"core", "nn", "optim", "data"},
 }

@@ -1,20 +1,181 @@
-"""``bench(cfg)``: run (or resume) the plan, then write the report."""
+"""``bench(cfg)``: check the whole plan, tune each kind with the same budget, train (or reuse)
+every model, build the arms and write the report.
+
+    plan -> check (in the first second, before any training) -> tune wide / deep / joint on
+    split A -> train every model at its kind's tuned setting -> arms from predictions (split
+    B fits every combiner) -> report (test rows only measured, never chosen on)
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from widedeep.experiment.plan import execute
+from omegaconf import DictConfig, OmegaConf
+
+from widedeep.experiment.plan import (
+    NONE,
+    Cell,
+    Model,
+    data_seeds,
+    levels,
+    model_config,
+    models,
+    plan,
+)
 from widedeep.experiment.report import write_report
-from widedeep.experiment.results import collect
+from widedeep.experiment.results import Measured, collect
+from widedeep.experiment.runs import RunRecord, RunStore, run_key
+
+log = logging.getLogger("widedeep")
+_ABSENT = object()
 
 
-def bench(cfg: Any) -> Path:
-    """Run (or resume) the plan, then write results, summary and plots; returns the out dir."""
-    runs_dir = Path(cfg.bench.runs_dir)
-    out_dir = Path(cfg.bench.out_dir)
-    execute(cfg, runs_dir)
-    results = collect(cfg, runs_dir)
-    write_report(cfg, results, runs_dir, out_dir)
-    return out_dir
+def _known_key(cfg: DictConfig, key: str, where: str) -> None:
+    if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+        raise ValueError(f"{where}: {key!r} is not a key of the training config")
+
+
+def check_plan(cfg: DictConfig, cells: list[Cell]) -> None:
+    """Every mistake the plan can hold, before anything trains: unknown override keys, slice
+    fields that are not the dataset's, data seeds without a seeded split, and every model's
+    training config through `validate`."""
+    from widedeep.training.run import validate
+
+    b = cfg.bench
+    if b.get("selection") is None:
+        raise ValueError("bench.selection must split validation rows into A and B")
+    for tower in ("wide", "deep"):
+        for level in b.sweep[tower]:
+            for key in level.get("overrides") or {}:
+                _known_key(cfg, key, f"bench.sweep.{tower}[{level['name']}]")
+    if (b.get("tune") or {}).get("trials", 0):
+        from widedeep.experiment.search_space import flatten_space, parse_space
+
+        for tower, space in OmegaConf.to_container(b.tune.space, resolve=True).items():
+            parse_space(flatten_space(space))
+            for key in flatten_space(space):  # optim.deep.embedding_l2 may be new: its parent
+                _known_key(cfg, key.rpartition(".")[0], f"bench.tune.space.{tower}")
+    fields = list(cfg.data.features.categorical)
+    unknown = [f for f in b.slices.fields if f not in fields]
+    if unknown:
+        raise ValueError(f"bench.slices.fields: {unknown} are not categorical fields {fields}")
+    if b.get("data_seeds") is not None and "seed" not in cfg.data.split:
+        raise ValueError(
+            f"bench.data_seeds: data={cfg.data.name} has no seeded split (data.split.seed)"
+        )
+    for model in models(cells, int(b.get("k_members", 0))):
+        placeholder = "init-from-the-frozen-tower's-run" if model.dependency() else None
+        validate(model_config(cfg, model, init_from=placeholder))
+
+
+def train_all(
+    cfg: DictConfig,
+    cells: list[Cell],
+    store: RunStore,
+    tuned: dict[tuple[str, str], dict[str, Any]],
+) -> dict[Model, RunRecord]:
+    """Every model the cells need, each after the run it depends on."""
+    records: dict[Model, RunRecord] = {}
+    todo = models(cells, int(cfg.bench.get("k_members", 0)))
+    for k, model in enumerate(todo, 1):
+        dep = model.dependency()
+        init_from = str(records[dep].best_checkpoint) if dep is not None else None
+        run_cfg = model_config(cfg, model, tuned, init_from)
+        state = "reused" if store.finished(run_cfg) else "training"
+        log.info("bench model %d/%d: %s (%s)", k, len(todo), model.name, state)
+        records[model] = store.get(run_cfg)
+    return records
+
+
+def _train_overrides(cfg: DictConfig) -> list[str]:
+    """What ``widedeep-train`` needs besides the tuned values to retrain a tuned model: the
+    bench command line's experiment and non-bench overrides (none outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    hydra = HydraConfig.get()
+    keep = [o for o in hydra.overrides.task if not o.lstrip("~+").startswith("bench")]
+    experiment = hydra.runtime.choices.get("experiment")
+    selection = OmegaConf.to_container(cfg.bench.selection)
+    return [f"experiment={experiment}", *keep, f"data.selection={selection}"]
+
+
+def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[str, Any]]:
+    """Tune wide, deep and joint with the same number of trials on split A, at the main levels
+    and the first data split and seed; each trial a store run (so its seeds reuse it).
+
+    Returns {(kind, budget): overrides}: ``per_model`` is each study's best; ``equal_total``
+    (wide and deep, the ensemble's members) the best of each study's first trials // 2, so the
+    two members together get the joint model's budget."""
+    import optuna
+
+    from widedeep.experiment.tuning import best_of_first, sqlite_url, tune, write_best
+    from widedeep.experiment.tuning_runs import arm_space, new_keys
+    from widedeep.training.module import NonFiniteLossError
+    from widedeep.training.pruning import PruningCallback
+
+    b, t = cfg.bench, cfg.bench.tune
+    spaces = OmegaConf.to_container(t.space, resolve=True)
+    Path(b.store).mkdir(parents=True, exist_ok=True)
+    storage = t.storage or sqlite_url(Path(b.store) / "tuning.db")
+    fixed = {k for tower in ("wide", "deep") for k in levels(b, tower)[b.main[tower]]}
+    tuned: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind in ("wide", "deep", "wide_deep"):
+        space = {k: v for k, v in arm_space(spaces, kind).items() if k not in fixed}
+        w = b.main.wide if kind != "deep" else NONE
+        d = b.main.deep if kind != "wide" else NONE
+        model = Model(kind, int(b.seeds[0]), data_seeds(b)[0], w, d)
+
+        def objective(params: dict[str, Any], trial: Any, model: Model = model) -> float:
+            run_cfg = model_config(cfg, model, {(model.kind, "per_model"): params})
+            try:
+                record = store.get(run_cfg, [PruningCallback(trial, "val/auc")])
+            except NonFiniteLossError as err:  # a diverged setting is a bad trial
+                raise optuna.TrialPruned(f"diverged: {err}") from None
+            return float(record.metrics["val"]["auc"])
+
+        base = run_key(model_config(cfg, model))[:12]
+        name = f"bench-{cfg.data.name}-{kind}-{base}"
+        result = tune(
+            name, space, objective, int(t.trials), storage, int(t.sampler.seed),
+            pruner=t.pruner, n_startup_trials=int(t.n_startup_trials),
+        )
+        log.info("bench tuning %s: best val AUC %.4f (%s)", kind, result.best.value, name)
+        tuned[(kind, "per_model")] = result.best.params
+        if kind != "wide_deep":
+            half = best_of_first(result.study, max(1, int(t.trials) // 2))
+            tuned[(kind, "equal_total")] = half.params
+        overrides = [*_train_overrides(cfg), f"model.kind={kind}"]
+        write_best(
+            Path(b.out) / "tuned" / f"{kind}.yaml", result.best, overrides,
+            new_keys(cfg, list(space)), name,
+        )
+    return tuned
+
+
+def measure(cfg: DictConfig) -> Measured:
+    """Check, tune, train and collect: everything but the report."""
+    b = cfg.bench
+    cells = plan(b)
+    check_plan(cfg, cells)
+    store = RunStore(Path(b.store) / "runs", reuse=bool(b.get("reuse", True)))
+    tuned = tune_kinds(cfg, store) if (b.get("tune") or {}).get("trials", 0) else {}
+    records = train_all(cfg, cells, store, tuned)
+    log.info("bench: %s", store.summary())
+    measured = collect(cfg.data.name, cells, records, int(b.get("k_members", 0)))
+    measured.tuned = tuned
+    return measured
+
+
+def bench(cfg: DictConfig) -> Path:
+    """Run (or resume) the protocol, then write the report under ``bench.out`` (and, with
+    ``bench.publish=true``, under ``bench.publish_dir`` too); returns the out dir."""
+    measured = measure(cfg)
+    out = Path(cfg.bench.out)
+    write_report(cfg, measured, out)
+    if cfg.bench.get("publish"):
+        write_report(cfg, measured, Path(cfg.bench.publish_dir))
+    return out

@@ -1,97 +1,222 @@
-"""The plan of the joint-vs-ensemble benchmark: which runs to train, and each run's config.
+"""The plan of the joint-vs-ensemble benchmark: which arms to measure, which models they need,
+and each model's training config.
 
-Per seed the wide arm, the deep arm and the joint model train with identical data, features,
-budgets and early stopping (`widedeep.training.run.train`), at every capacity level of a sweep;
-the ensembles of the separately trained halves are built afterwards from their saved
-predictions (`widedeep.experiment.ensembles`), never by retraining. Runs already finished are
-reused, so an interrupted benchmark resumes where it stopped.
+An *arm* is what the report compares (the joint model, an ensemble of separately trained
+halves, a control); a *model* is one training run. Arms are built afterwards from their
+members' saved predictions (`widedeep.experiment.arms`), never by retraining, so arms share
+models: the wide + deep ensembles reuse the wide and deep arms' runs. Every model trains with
+the same data, split, features, early stopping (on validation split A) and, per kind, the
+same tuned setting; only the arm's defining difference varies.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
-log = logging.getLogger("widedeep")
+from omegaconf import DictConfig, OmegaConf
+
+from widedeep.nn.build import KINDS
+
+# A further member of an ensemble of one kind trains with seed + MEMBER_SEED_STEP * member.
+MEMBER_SEED_STEP = 1000
+CORE_ARMS = (
+    "wide", "deep", "joint", "joint_refit",
+    "ens_mean_prob", "ens_mean_logit", "ens_stack", "ens_best",
+)
+CONTROLS = (
+    "ens_deep_deep", "ens_joint_joint", "joint_2x", "stagewise_deep_first", "stagewise_wide_first",
+)
+VARIANTS = ("", "2x", "frozen_deep", "frozen_wide")
+BUDGETS = ("per_model", "equal_total")
+NONE = "-"  # the level of a tower an arm does not have
 
 
 @dataclass(frozen=True)
-class Run:
-    """One training run of the plan: an arm at a wide and a deep capacity level."""
+class Model:
+    """One training run: a kind at a seed, a data split and capacity levels."""
 
-    seed: int
     kind: str  # wide | deep | wide_deep
-    wide_level: str  # "-" where the arm has no wide tower
-    deep_level: str  # "-" where the arm has no deep tower
+    seed: int
+    data_seed: int | None
+    wide_level: str
+    deep_level: str
+    member: int = 0
+    variant: str = ""  # "2x": twice the epoch budget; "frozen_<tower>": stagewise
+    budget: str = "per_model"  # the tuned setting it uses
 
     @property
-    def path(self) -> str:
-        return f"seed{self.seed}/{self.kind}/w={self.wide_level},d={self.deep_level}"
+    def train_seed(self) -> int:
+        return self.seed + MEMBER_SEED_STEP * self.member
+
+    @property
+    def name(self) -> str:
+        parts = [self.kind, f"seed{self.seed}", f"w={self.wide_level}", f"d={self.deep_level}"]
+        parts += [f"data{self.data_seed}"] if self.data_seed is not None else []
+        parts += [f"member{self.member}"] if self.member else []
+        parts += [self.variant] if self.variant else []
+        parts += [self.budget] if self.budget != "per_model" else []
+        return "/".join(parts)
+
+    def dependency(self) -> Model | None:
+        """The run a stagewise model's frozen tower is loaded from."""
+        if not self.variant.startswith("frozen_"):
+            return None
+        tower = self.variant.removeprefix("frozen_")
+        levels = (self.wide_level, NONE) if tower == "wide" else (NONE, self.deep_level)
+        return Model(tower, self.seed, self.data_seed, *levels, budget=self.budget)
 
 
-def _levels(bench: Mapping[str, Any], tower: str) -> dict[str, dict[str, Any]]:
-    levels = {lv["name"]: dict(lv.get("overrides") or {}) for lv in bench["sweep"][tower]}
-    if not levels:
+@dataclass(frozen=True)
+class Cell:
+    """One arm at one seed, data split and pair of capacity levels: a row of the results."""
+
+    arm: str
+    seed: int
+    data_seed: int | None
+    wide_level: str
+    deep_level: str
+
+    def members(self, k_members: int = 0) -> list[Model]:
+        """The models the arm is built from, in order."""
+        w, d = self.wide_level, self.deep_level
+        base = {"seed": self.seed, "data_seed": self.data_seed}
+        wide = Model("wide", wide_level=w, deep_level=NONE, **base)
+        deep = Model("deep", wide_level=NONE, deep_level=d, **base)
+        joint = Model("wide_deep", wide_level=w, deep_level=d, **base)
+        arm = self.arm
+        if arm == "wide":
+            return [wide]
+        if arm == "deep":
+            return [deep]
+        if arm in ("joint", "joint_refit"):
+            return [joint]
+        if arm.startswith("ens_") and arm.endswith("_equal_total"):
+            return [replace(wide, budget="equal_total"), replace(deep, budget="equal_total")]
+        if arm in ("ens_mean_prob", "ens_mean_logit", "ens_stack", "ens_best"):
+            return [wide, deep]
+        if arm == "ens_deep_deep":
+            return [deep, replace(deep, member=1)]
+        if arm == "ens_joint_joint":
+            return [joint, replace(joint, member=1)]
+        if arm == "joint_2x":
+            return [replace(joint, variant="2x")]
+        if arm == "stagewise_deep_first":
+            return [replace(joint, variant="frozen_deep")]
+        if arm == "stagewise_wide_first":
+            return [replace(joint, variant="frozen_wide")]
+        if arm.startswith("deep_k"):
+            return [replace(deep, member=m) for m in range(int(arm.removeprefix("deep_k")))]
+        raise ValueError(f"unknown arm {arm!r}")
+
+
+def levels(bench: Mapping[str, Any], tower: str) -> dict[str, dict[str, Any]]:
+    found = {lv["name"]: dict(lv.get("overrides") or {}) for lv in bench["sweep"][tower]}
+    if not found:
         raise ValueError(f"bench.sweep.{tower} needs at least one level")
-    return levels
+    return found
 
 
-def plan(bench: Mapping[str, Any]) -> list[Run]:
-    """Every run the benchmark needs. Joint models run at each pair of levels (``grid: full``)
-    or along both axes through the main levels (``grid: axes``)."""
-    wide, deep = _levels(bench, "wide"), _levels(bench, "deep")
+def data_seeds(bench: Mapping[str, Any]) -> list[int | None]:
+    seeds = bench.get("data_seeds")
+    return [None] if seeds is None else list(seeds)
+
+
+def main_arms(bench: Mapping[str, Any]) -> list[str]:
+    """The arms measured at the main levels: the core ones, the controls asked for, the
+    equal-total ensemble when tuning, and the K-member deep ensembles."""
+    arms = [*CORE_ARMS, *bench.get("controls", ())]
+    if (bench.get("tune") or {}).get("trials", 0):
+        arms.append("ens_best_equal_total")
+    arms += [f"deep_k{k}" for k in range(1, int(bench.get("k_members", 0)) + 1)]
+    return arms
+
+
+def plan(bench: Mapping[str, Any]) -> list[Cell]:
+    """Every cell of the results table. Joint models run at each pair of levels (``grid:
+    full``) or along both axes through the main levels (``grid: axes``); the controls at the
+    main levels only."""
+    wide, deep = levels(bench, "wide"), levels(bench, "deep")
     main_w, main_d = bench["main"]["wide"], bench["main"]["deep"]
     if main_w not in wide or main_d not in deep:
         raise ValueError(f"bench.main names levels {main_w!r}/{main_d!r} not in bench.sweep")
-    runs = []
-    for seed in bench["seeds"]:
-        runs += [Run(seed, "wide", w, "-") for w in wide]
-        runs += [Run(seed, "deep", "-", d) for d in deep]
-        for w in wide:
-            for d in deep:
-                if bench.get("grid", "axes") == "full" or w == main_w or d == main_d:
-                    runs.append(Run(seed, "wide_deep", w, d))
-    return runs
+    unknown = [c for c in bench.get("controls", ()) if c not in CONTROLS]
+    if unknown:
+        raise ValueError(f"bench.controls: unknown {unknown}; known: {list(CONTROLS)}")
+    cells = []
+    for data_seed in data_seeds(bench):
+        for seed in bench["seeds"]:
+            at = {"seed": seed, "data_seed": data_seed}
+            cells += [Cell("wide", wide_level=w, deep_level=NONE, **at) for w in wide]
+            cells += [Cell("deep", wide_level=NONE, deep_level=d, **at) for d in deep]
+            for w in wide:
+                for d in deep:
+                    main = w == main_w and d == main_d
+                    if not (bench.get("grid", "axes") == "full" or w == main_w or d == main_d):
+                        continue
+                    arms = main_arms(bench) if main else CORE_ARMS
+                    joint_arms = [a for a in arms if a not in ("wide", "deep")]
+                    cells += [Cell(a, wide_level=w, deep_level=d, **at) for a in joint_arms]
+    return cells
 
 
-def run_config(cfg: Any, run: Run, runs_dir: Path) -> Any:
-    """The training config of one run: the shared config plus the run's kind, seed and levels."""
-    from omegaconf import OmegaConf
+def models(cells: Iterable[Cell], k_members: int = 0) -> list[Model]:
+    """The distinct models the cells need, each after the model it depends on."""
+    ordered: dict[Model, None] = {}
+    for cell in cells:
+        for model in cell.members(k_members):
+            dep = model.dependency()
+            if dep is not None:
+                ordered.setdefault(dep)
+            ordered.setdefault(model)
+    return list(ordered)
 
+
+def model_config(
+    cfg: DictConfig,
+    model: Model,
+    tuned: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+    init_from: str | None = None,
+) -> DictConfig:
+    """The training config of one model: the shared config, the kind's tuned setting (keyed by
+    (kind, budget)), the levels' overrides on top, then the variant's change."""
+    if model.kind not in KINDS:
+        raise ValueError(f"model kind must be one of {KINDS}, got {model.kind!r}")
     bench = cfg.bench
     out = copy.deepcopy(cfg)
     OmegaConf.set_struct(out, False)
     out.pop("bench")
-    out.model.kind = run.kind
-    out.seed = run.seed
-    out.output_dir = str(runs_dir / run.path)
-    for tower, level in (("wide", run.wide_level), ("deep", run.deep_level)):
-        if level != "-":
-            for key, value in _levels(bench, tower)[level].items():
-                OmegaConf.update(out, key, value, merge=False)
+    out.pop("hydra", None)
+    out.model.kind = model.kind
+    out.seed = model.train_seed
+    if model.data_seed is not None:
+        out.data.split.seed = model.data_seed
+    if bench.get("selection") is not None:
+        out.data.selection = OmegaConf.to_container(bench.selection, resolve=True)
+    settings = dict((tuned or {}).get((model.kind, model.budget), {}))
+    for tower, level in (("wide", model.wide_level), ("deep", model.deep_level)):
+        if level != NONE:
+            settings.update(levels(bench, tower)[level])
+    for key, value in settings.items():
+        OmegaConf.update(out, key, value, merge=False)
+    if model.variant == "2x":  # the ensemble's compute: twice the epochs and the patience
+        out.trainer.max_epochs = 2 * out.trainer.max_epochs
+        out.trainer.patience = 2 * out.trainer.patience
+    elif model.variant.startswith("frozen_"):
+        if init_from is None:
+            raise ValueError(f"{model.name}: a stagewise model needs its frozen tower's run")
+        out.model.frozen = model.variant.removeprefix("frozen_")
+        out.model.init_from = init_from
+    out.output_dir = None
     OmegaConf.set_struct(out, True)
     return out
-
-
-def execute(cfg: Any, runs_dir: Path) -> None:
-    """Train every planned run that has no metrics.json yet."""
-    from widedeep.training.run import train
-
-    runs = plan(cfg.bench)
-    for k, run in enumerate(runs, 1):
-        if (runs_dir / run.path / "metrics.json").exists():
-            continue
-        log.info("bench run %d/%d: %s", k, len(runs), run.path)
-        train(run_config(cfg, run, runs_dir))
 
 
 def levels_table(bench_cfg: Mapping[str, Any]) -> Iterable[tuple[str, str, str]]:
     """(tower, level, overrides) rows, for the report."""
     for tower in ("wide", "deep"):
-        for name, overrides in _levels(bench_cfg, tower).items():
+        for name, overrides in levels(bench_cfg, tower).items():
             text = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "(defaults)"
             yield tower, name, text

@@ -10,10 +10,36 @@ import numpy as np
 import polars as pl
 
 from widedeep.core.io import atomic_write
+from widedeep.experiment.curves import plot_curves, read_curves
+from widedeep.experiment.plan import NONE
+from widedeep.experiment.results import Measured
 from widedeep.experiment.slices import slice_labels
 
 
-def plots(cfg: Any, results: pl.DataFrame, slices: pl.DataFrame, out_dir: Path) -> None:
+def curves(cfg: Any, measured: Measured, out_dir: Path) -> None:
+    """Per-epoch validation (split A) AUC of every run at the main levels, by arm."""
+    b = cfg.bench
+    runs = {}
+    for cell in measured.outputs:
+        main = cell.wide_level in (b.main.wide, NONE) and cell.deep_level in (b.main.deep, NONE)
+        if main and cell.arm in ("wide", "deep", "joint", "joint_2x") or cell.arm.startswith(
+            "stagewise"
+        ):
+            for model in cell.members():
+                log = measured.records[model].path
+                if (log / "logs" / "metrics.csv").is_file():
+                    runs[log] = cell.arm
+    if runs:
+        plot_curves(
+            read_curves(runs),
+            out_dir / "curves.png",
+            title=f"{cfg.data.name}: validation (split A) AUC per epoch, one line per run",
+        )
+
+
+def plots(cfg: Any, measured: Measured, slices: pl.DataFrame, out_dir: Path) -> None:
+    results = measured.table
+    curves(cfg, measured, out_dir)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,8 +86,8 @@ def plots(cfg: Any, results: pl.DataFrame, slices: pl.DataFrame, out_dir: Path) 
     agg = slices.group_by("slice", "arm").agg(
         pl.col("auc").mean(),
         pl.col("auc").std().alias("std"),
-        pl.col("mean_abs_wide").mean(),
-        pl.col("mean_abs_deep").mean(),
+        pl.col("share_wide").mean(),
+        pl.col("share_deep").mean(),
     )
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     x = np.arange(len(order))
@@ -85,7 +111,7 @@ def plots(cfg: Any, results: pl.DataFrame, slices: pl.DataFrame, out_dir: Path) 
     axes[0].legend(fontsize=8)
     joint = {r["slice"]: r for r in agg.filter(pl.col("arm") == "joint").iter_rows(named=True)}
     for k, (col, label) in enumerate(
-        (("mean_abs_wide", "wide tower"), ("mean_abs_deep", "deep tower"))
+        (("share_wide", "wide tower"), ("share_deep", "deep tower"))
     ):
         axes[1].bar(
             x + (k - 0.5) * 0.35,
@@ -95,7 +121,7 @@ def plots(cfg: Any, results: pl.DataFrame, slices: pl.DataFrame, out_dir: Path) 
         )
     axes[1].set_xticks(x, order)
     axes[1].set_xlabel(axes[0].get_xlabel())
-    axes[1].set_ylabel("mean |logit| contributed (joint model)")
+    axes[1].set_ylabel("share of the joint logit's variance")
     axes[1].legend()
     fig.suptitle(
         f"{name}: where memorisation (wide) and generalisation (deep) carry the prediction"

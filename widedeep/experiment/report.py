@@ -1,7 +1,11 @@
-"""The joint-vs-ensemble report: tables, frequency slices, exception recovery and plots."""
+"""The joint-vs-ensemble report: the primary comparison first, then every arm and control
+against it, the sweep's family of comparisons (Holm), size, attribution, slices and plots;
+with the commit, versions and protocol the numbers came from.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -9,12 +13,12 @@ from typing import Any
 import polars as pl
 
 from widedeep.core.io import atomic_write
-from widedeep.experiment.plan import levels_table
+from widedeep.experiment.comparisons import PRIMARY, compare, levels_of, sweep_family
+from widedeep.experiment.plan import levels_table, main_arms
 from widedeep.experiment.plots import plots
+from widedeep.experiment.results import Measured
 from widedeep.experiment.slices import exception_recovery, slice_labels, slice_table
-from widedeep.experiment.stats import mean_ci, paired, smallest_within
-
-ARMS = ("wide", "deep", "joint", "ens_mean_prob", "ens_mean_logit", "ens_stack", "ens_best")
+from widedeep.experiment.stats import mean_ci, smallest_within
 
 
 def _fmt(mean: float, spread: float, digits: int = 4) -> str:
@@ -23,91 +27,197 @@ def _fmt(mean: float, spread: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
-def summary_markdown(
-    cfg: Any, results: pl.DataFrame, slices: pl.DataFrame, exceptions: pl.DataFrame | None
-) -> str:
-    b = cfg.bench
-    main_w, main_d = b.main.wide, b.main.deep
-    lines = [
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def _diff(row: dict[str, Any]) -> str:
+    if not row.get("n"):
+        return "n/a"
+    text = f"{row['mean']:+.4f} ± {row['ci']:.4f} (t p={row['p']:.3g}, n={row['n']})"
+    if "boot_low" in row:
+        low, high = row["boot_low"], row["boot_high"]
+        text += f"; bootstrap [{low:+.4f}, {high:+.4f}], p={row['boot_p']:.3g}"
+    return text
+
+
+def _at(results: pl.DataFrame, arm: str, w: str, d: str) -> pl.DataFrame:
+    lw, ld = levels_of(arm, w, d)
+    return results.filter(
+        (pl.col("arm") == arm) & (pl.col("wide_level") == lw) & (pl.col("deep_level") == ld)
+    )
+
+
+def _protocol(cfg: Any, measured: Measured) -> list[str]:
+    b, t = cfg.bench, measured.table
+    tune = b.get("tune") or {}
+    trials = int(tune.get("trials", 0))
+    budget = (
+        f"each of wide, deep and joint tuned with {trials} trials on split A (Optuna TPE, "
+        "pruning on validation AUC): equal trials per trained model; the equal-total reading "
+        f"(each ensemble member {trials // 2} trials) is the arm ens_best_equal_total"
+        if trials
+        else "no tuning: every kind at the config's settings"
+    )
+    versions = json.loads(t["versions"][0])
+    stopped = t["stopped_early"].sum()
+    return [
         f"# Joint vs ensemble: {cfg.data.name}",
         "",
-        f"Seeds {list(b.seeds)}; main levels wide={main_w}, deep={main_d}; "
-        "every arm uses the same data, split, features, optimizer settings and early "
-        "stopping (validation AUC); no per-arm tuning.",
+        f"- commit: {', '.join(sorted(set(','.join(t['commit']).split(','))))}; "
+        + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"- seeds {list(b.seeds)} x data splits {list(b.data_seeds or [None])}; main levels "
+        f"wide={b.main.wide}, deep={b.main.deep}",
+        f"- validation split into A (early stopping, tuning) and B (ratio "
+        f"{b.selection.ratio}: stackers, the joint refit, choosing ensembles); test rows "
+        "inform no choice",
+        f"- {budget}",
+        f"- epoch cap {cfg.trainer.max_epochs} (joint_2x: twice that and twice the patience "
+        f"{cfg.trainer.patience}); early stopping ended {stopped} of {t.height} cells' runs, "
+        "the cap the others (best epoch / epochs in `results.csv`)",
         "",
-        "| arm | test AUC (mean ± std) | test log loss | params | non-zero params |",
-        "|---|---|---|---|---|",
     ]
-    for arm in ARMS:
-        lv = {"wide": (main_w, "-"), "deep": ("-", main_d)}.get(arm, (main_w, main_d))
-        part = results.filter(
-            (pl.col("arm") == arm)
-            & (pl.col("wide_level") == lv[0])
-            & (pl.col("deep_level") == lv[1])
-        )
+
+
+def _primary(cfg: Any, measured: Measured) -> list[str]:
+    b = cfg.bench
+    w, d = b.main.wide, b.main.deep
+    row = compare(measured, *PRIMARY, w, d, n_boot=int(b.get("bootstrap", 0)))
+    return [
+        "## Primary comparison (named before the runs; uncorrected)",
+        "",
+        f"joint − ens_best in test AUC at the main levels: {_diff(row)}",
+        "",
+    ]
+
+
+def _arm_table(cfg: Any, measured: Measured) -> list[str]:
+    b, t = cfg.bench, measured.table
+    w, d = b.main.wide, b.main.deep
+    lines = [
+        "## Every arm at the main levels, and against the primary pair",
+        "",
+        "| arm | test AUC | test log loss | valid B AUC | params | non-zero | train s | "
+        "epochs (best) | − joint | − ens_best |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arm in main_arms(b):
+        part = _at(t, arm, w, d)
         if part.is_empty():
             continue
-        auc = mean_ci(part["test_auc"].to_list())
-        ll = mean_ci(part["test_logloss"].to_list())
+        auc, ll = mean_ci(part["test_auc"].to_list()), mean_ci(part["test_logloss"].to_list())
+        vs = [
+            _diff(compare(measured, arm, other, w, d)) if arm != other else "—"
+            for other in PRIMARY
+        ]
         lines.append(
             f"| {arm} | {_fmt(auc[0], auc[2])} | {_fmt(ll[0], ll[2])} | "
-            f"{part['params'].mean():,.0f} | {part['nonzero_params'].mean():,.0f} |"
+            f"{part['valid_b_auc'].mean():.4f} | {part['params'].mean():,.0f} | "
+            f"{part['nonzero_params'].mean():,.0f} | {part['train_time_s'].mean():.1f} | "
+            f"{part['epochs'][0]} ({part['best_epoch'][0]}) | {vs[0]} | {vs[1]} |"
         )
-    lines += ["", "Paired test-AUC differences over seeds (mean, 95% t-interval):", ""]
-    for a, other in (("joint", "ens_best"), ("joint", "wide"), ("joint", "deep")):
-        d = paired(results, a, other, main_w, main_d)
-        lines.append(f"- {a} − {other}: {d['mean']:+.4f} ± {d['ci95']:.4f} (n={d['n']})")
-    lines += [
-        "",
+    lines += ["", "Means ± std over (data split, seed); differences: mean ± 95% t half-width.", ""]
+    return lines
+
+
+def _sweep(cfg: Any, measured: Measured) -> list[str]:
+    t = measured.table
+    joint = t.filter(pl.col("arm") == "joint")
+    points = sorted(set(zip(joint["wide_level"], joint["deep_level"], strict=True)))
+    family = sweep_family(measured, points)
+    lines = ["## joint − ens_best across the sweep (Holm-adjusted over the cells)", ""]
+    if family.is_empty():
+        return [*lines, "(fewer than two seeds per cell)", ""]
+    lines += ["| wide | deep | difference | p | p (Holm) |", "|---|---|---|---|---|"]
+    for r in family.iter_rows(named=True):
+        lines.append(
+            f"| {r['wide_level']} | {r['deep_level']} | {r['mean']:+.4f} ± {r['ci']:.4f} | "
+            f"{r['p']:.3g} | {r['p_holm']:.3g} |"
+        )
+    return [*lines, ""]
+
+
+def _size(cfg: Any, measured: Measured) -> list[str]:
+    b, t = cfg.bench, measured.table
+    lines = [
         "## Size",
         "",
-        "| arm | smallest config within 0.001 AUC of its best | "
-        "params | non-zero | its AUC | best AUC |",
+        "| arm | smallest config within 0.001 AUC of its best | params | non-zero | its AUC "
+        "| best AUC |",
         "|---|---|---|---|---|---|",
     ]
     for arm in ("joint", "ens_best"):
-        s = smallest_within(results, arm)
+        s = smallest_within(t, arm)
         lines.append(
             f"| {arm} | w={s['wide_level']}, d={s['deep_level']} | {s['params']:,.0f} "
-            f"| {s['nonzero_params']:,.0f} | {s['test_auc']:.4f} | "
-            f"{s['best_auc']:.4f} |"
+            f"| {s['nonzero_params']:,.0f} | {s['test_auc']:.4f} | {s['best_auc']:.4f} |"
         )
     lines += [
         "",
-        "Wide tower non-zero weights, trained jointly vs alone (same level, mean over seeds):",
+        f"Wide tower non-zero weights, alone vs jointly (deep={b.main.deep}; mean over cells):",
         "",
-        "| wide level | alone | joint (at deep=" + main_d + ") |",
+        "| wide level | alone | joint |",
         "|---|---|---|",
     ]
-    for _, level, _ in (t for t in levels_table(b) if t[0] == "wide"):
-        alone = results.filter((pl.col("arm") == "wide") & (pl.col("wide_level") == level))
-        joint = results.filter(
-            (pl.col("arm") == "joint")
-            & (pl.col("wide_level") == level)
-            & (pl.col("deep_level") == main_d)
-        )
-        lines.append(
-            f"| {level} | {alone['wide_nonzero'].mean():,.0f} | "
-            f"{joint['wide_nonzero'].mean():,.0f} |"
-        )
+    for _, level, _ in (row for row in levels_table(b) if row[0] == "wide"):
+        alone = _at(t, "wide", level, b.main.deep)
+        joint = _at(t, "joint", level, b.main.deep)
+        alone_n, joint_n = alone["wide_nonzero"].mean(), joint["wide_nonzero"].mean()
+        lines.append(f"| {level} | {alone_n:,.0f} | {joint_n:,.0f} |")
     lines += ["", "Levels:", ""]
     lines += [f"- {tower} `{name}`: {text}" for tower, name, text in levels_table(b)]
-    lines += [
+    if measured.tuned:
+        lines += ["", "Tuned settings (split A):", ""]
+        lines += [
+            f"- {kind} ({budget}): " + ", ".join(f"{k}={v}" for k, v in s.items())
+            for (kind, budget), s in sorted(measured.tuned.items())
+        ]
+    return [*lines, ""]
+
+
+def _attribution(cfg: Any, measured: Measured) -> list[str]:
+    b, t = cfg.bench, measured.table
+    lines = [
+        "## Tower attribution (test rows, main levels)",
         "",
+        "Share: Cov(z_tower, z) / Var(z), the towers' shares sum to 1; drop: test AUC lost when "
+        "the tower's logit is replaced by its mean.",
+        "",
+        "| arm | wide share | deep share | AUC drop without wide | without deep |",
+        "|---|---|---|---|---|",
+    ]
+    for arm in main_arms(b):
+        part = _at(t, arm, b.main.wide, b.main.deep).drop_nulls("share_wide")
+        if part.is_empty():
+            continue
+        lines.append(
+            f"| {arm} | {part['share_wide'].mean():.3f} | {part['share_deep'].mean():.3f} | "
+            f"{part['auc_drop_wide'].mean():.4f} | {part['auc_drop_deep'].mean():.4f} |"
+        )
+    k = [a for a in main_arms(b) if a.startswith("deep_k")]
+    if k:
+        lines += ["", "Deep-only ensembles of K members (mean of logits):", ""]
+        lines += ["| K | test AUC |", "|---|---|"]
+        for arm in k:
+            auc = mean_ci(_at(t, arm, b.main.wide, b.main.deep)["test_auc"].to_list())
+            lines.append(f"| {arm.removeprefix('deep_k')} | {_fmt(auc[0], auc[2])} |")
+    return [*lines, ""]
+
+
+def _slices(cfg: Any, slices: pl.DataFrame, exceptions: pl.DataFrame | None) -> list[str]:
+    b = cfg.bench
+    lines = [
         f"## Frequency slices ({', '.join(b.slices.fields)} in training)",
         "",
-        "AUC is n/a where a slice holds one class only; its log loss per arm is in `slices.csv`.",
+        "AUC is n/a where a slice holds one class only; log loss per arm is in `slices.csv`.",
         "",
         "| slice | rows | click rate | wide AUC | deep AUC | joint AUC | ens_best AUC | "
-        "joint mean abs wide logit | mean abs deep logit |",
+        "joint: wide share | deep share |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     agg = slices.group_by("slice", "arm", maintain_order=True).agg(
-        pl.col("rows").first(),
-        pl.col("click_rate").mean(),
-        pl.col("auc").mean(),
-        pl.col("mean_abs_wide").mean(),
-        pl.col("mean_abs_deep").mean(),
+        pl.col("rows").mean(), pl.col("click_rate").mean(), pl.col("auc").mean(),
+        pl.col("share_wide").mean(), pl.col("share_deep").mean(),
     )
     for name in slice_labels(list(b.slices.edges)):
         row = {r["arm"]: r for r in agg.filter(pl.col("slice") == name).iter_rows(named=True)}
@@ -115,37 +225,54 @@ def summary_markdown(
             continue
         j = row["joint"]
         lines.append(
-            f"| {name} | {j['rows']:,} | {j['click_rate']:.3f} | "
+            f"| {name} | {j['rows']:,.0f} | {j['click_rate']:.3f} | "
             + " | ".join(_auc(row[a]["auc"]) for a in ("wide", "deep", "joint", "ens_best"))
-            + f" | {j['mean_abs_wide']:.3f} | {j['mean_abs_deep']:.3f} |"
+            + f" | {j['share_wide']:.3f} | {j['share_deep']:.3f} |"
         )
     if exceptions is not None:
         lines += [
             "",
-            "## Planted exceptions recovered (slope of logit on the true effect; 1 = all)",
+            "## Planted exceptions recovered (Platt-calibrated on split B; slope of the logit "
+            "on the true effect, 1 = all)",
             "",
             "| model | recovered (mean ± std) |",
             "|---|---|",
         ]
-        for name in ("wide", "deep", "joint", "ens_best", "joint_wide", "joint_deep"):
+        for name in exceptions["model"].unique(maintain_order=True):
             v = mean_ci(exceptions.filter(pl.col("model") == name)["recovered"].to_list())
             lines.append(f"| {name} | {_fmt(v[0], v[2], 3)} |")
-    return "\n".join(lines) + "\n"
+    return [*lines, ""]
 
 
-def _auc(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+def summary_markdown(
+    cfg: Any, measured: Measured, slices: pl.DataFrame, exceptions: pl.DataFrame | None
+) -> str:
+    parts = [
+        _protocol(cfg, measured),
+        _primary(cfg, measured),
+        _arm_table(cfg, measured),
+        _sweep(cfg, measured),
+        _size(cfg, measured),
+        _attribution(cfg, measured),
+        _slices(cfg, slices, exceptions),
+    ]
+    return "\n".join(line for part in parts for line in part)
 
 
-def write_report(cfg: Any, results: pl.DataFrame, runs_dir: Path, out_dir: Path) -> None:
+def write_report(cfg: Any, measured: Measured, out_dir: Path) -> None:
+    """results.{parquet,csv}, slices.csv, exceptions.csv (synthetic), tuned.json, summary.md
+    and the plots, each written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    results = measured.table
     atomic_write(out_dir / "results.parquet", results.write_parquet)
     atomic_write(out_dir / "results.csv", results.write_csv)
-    slices = slice_table(cfg, results, runs_dir)
+    slices = slice_table(cfg, measured)
     atomic_write(out_dir / "slices.csv", slices.write_csv)
-    exceptions = exception_recovery(cfg, results, runs_dir)
+    exceptions = exception_recovery(cfg, measured)
     if exceptions is not None:
         atomic_write(out_dir / "exceptions.csv", exceptions.write_csv)
-    text = summary_markdown(cfg, results, slices, exceptions)
+    tuned = {f"{kind}/{budget}": s for (kind, budget), s in measured.tuned.items()}
+    atomic_write(out_dir / "tuned.json", lambda p: p.write_text(json.dumps(tuned, indent=2)))
+    text = summary_markdown(cfg, measured, slices, exceptions)
     atomic_write(out_dir / "summary.md", lambda p: p.write_text(text))
-    plots(cfg, results, slices, out_dir)
+    plots(cfg, measured, slices, out_dir)

@@ -1,108 +1,114 @@
-"""The tidy results table of a benchmark: one row per arm, seed, level."""
+"""The tidy results table of a benchmark: one row per cell (arm, data split, seed, levels),
+each carrying where it came from: its members' run keys, the commit and library versions, how
+long it trained and whether early stopping (not the epoch cap) ended every member.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
-from widedeep.experiment.ensembles import ENSEMBLES, ensemble_logits, scores
-from widedeep.experiment.plan import Run, plan
+from widedeep.experiment.arms import ArmOutput, arm_output
+from widedeep.experiment.attribution import auc_drop, variance_shares
+from widedeep.experiment.plan import Cell, Model
+from widedeep.experiment.runs import RunRecord, versions
 
 
-def _metrics(runs_dir: Path, run: Run) -> dict[str, Any]:
-    path = runs_dir / run.path / "metrics.json"
-    if not path.exists():
-        raise FileNotFoundError(f"bench: run {run.path} has no metrics.json (not trained yet?)")
-    return json.loads(path.read_text())
+@dataclass
+class Measured:
+    """What the harness measured: the table, each cell's logits (for intervals and slices),
+    the runs behind them and the tuned settings they used."""
+
+    table: pl.DataFrame
+    outputs: dict[Cell, ArmOutput]
+    records: dict[Model, RunRecord]
+    frames: dict[Model, pl.DataFrame] = field(default_factory=dict)
+    tuned: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def frame(self, model: Model) -> pl.DataFrame:
+        """A model's saved predictions (read once)."""
+        if model not in self.frames:
+            self.frames[model] = pl.read_parquet(self.records[model].predictions)
+        return self.frames[model]
 
 
-def collect(cfg: Any, runs_dir: Path) -> pl.DataFrame:
-    """The tidy table: one row per (arm, seed, wide level, deep level), ensembles included."""
-    bench = cfg.bench
-    rows = []
-    runs = plan(bench)
-    for run in runs:
-        m = _metrics(runs_dir, run)
-        arm = {"wide_deep": "joint"}.get(run.kind, run.kind)
-        rows.append(
-            _row(
-                cfg,
-                run.seed,
-                arm,
-                run.wide_level,
-                run.deep_level,
-                m["test"],
-                m["val"],
-                m["params"]["total"],
-                m["params"]["wide_nonzero"] + m["params"]["deep"] + 1,
-                m["params"]["wide_nonzero"],
-                m["fit_time_s"],
-            )
-        )
-    for run in (r for r in runs if r.kind == "wide_deep"):
-        w, d = (
-            Run(run.seed, "wide", run.wide_level, "-"),
-            Run(run.seed, "deep", "-", run.deep_level),
-        )
-        mw, md = _metrics(runs_dir, w), _metrics(runs_dir, d)
-        preds = [pl.read_parquet(runs_dir / r.path / "predictions.parquet") for r in (w, d)]
-        logits = ensemble_logits(*preds)
-        best, best_val = None, -1.0
-        for name in ENSEMBLES:
-            test = scores(logits["label"]["test"], logits[name]["test"])
-            val = scores(logits["label"]["valid"], logits[name]["valid"])
-            params = mw["params"]["total"] + md["params"]["total"]
-            nonzero = mw["params"]["wide_nonzero"] + 1 + md["params"]["deep"] + 1
-            row = _row(
-                cfg,
-                run.seed,
-                name,
-                run.wide_level,
-                run.deep_level,
-                test,
-                val,
-                params,
-                nonzero,
-                mw["params"]["wide_nonzero"],
-                mw["fit_time_s"] + md["fit_time_s"],
-            )
-            rows.append(row)
-            # The best ensemble is chosen on validation AUC, never on test.
-            if val["auc"] > best_val:
-                best, best_val = row, val["auc"]
-        rows.append({**best, "arm": "ens_best", "ensemble": best["arm"]})
-    return pl.DataFrame(rows, infer_schema_length=None)
-
-
-def _row(
-    cfg: Any,
-    seed: int,
-    arm: str,
-    wide_level: str,
-    deep_level: str,
-    test: Mapping,
-    val: Mapping,
-    params: int,
-    nonzero: int,
-    wide_nonzero: int,
-    train_s: float,
-) -> dict:
+def _member_facts(members: Sequence[Model], records: Mapping[Model, RunRecord]) -> dict:
+    metrics = [records[m].metrics for m in members]
+    max_epochs = [records[m].max_epochs for m in members]
     return {
-        "dataset": cfg.data.name,
-        "arm": arm,
-        "seed": seed,
-        "wide_level": wide_level,
-        "deep_level": deep_level,
-        "params": params,
-        "nonzero_params": nonzero,
-        "wide_nonzero": wide_nonzero,
-        "test_auc": test["auc"],
-        "test_logloss": test["logloss"],
-        "val_auc": val["auc"],
-        "train_time_s": train_s,
-        "ensemble": None,
+        "members": len(members),
+        "val_auc": sum(m["val"]["auc"] for m in metrics) / len(metrics),
+        "params": sum(m["params"]["total"] for m in metrics),
+        # what a deployed model stores: the wide tower's non-zero weights, every deep
+        # parameter, one bias per member
+        "nonzero_params": sum(
+            m["params"]["wide_nonzero"] + m["params"]["deep"] + 1 for m in metrics
+        ),
+        "wide_nonzero": metrics[0]["params"]["wide_nonzero"],
+        "train_time_s": sum(m["fit_time_s"] for m in metrics),
+        "epochs": "/".join(str(m["epochs"]) for m in metrics),
+        "best_epoch": "/".join(str(m["best_epoch"]) for m in metrics),
+        "max_epochs": max(max_epochs),
+        "stopped_early": all(m["epochs"] < cap for m, cap in zip(metrics, max_epochs, strict=True)),
+        "run_keys": ",".join(records[m].key[:16] for m in members),
+        "logs": ",".join(str(records[m].path / "logs" / "metrics.csv") for m in members),
+        "commit": ",".join(sorted({records[m].commit for m in members})),
     }
+
+
+def _attribution(measured: Measured, members: Sequence[Model]) -> dict[str, float]:
+    """For a single model with both towers: each tower's centred variance share of the test
+    logit and the test AUC lost when the tower's logit is replaced by its mean."""
+    nan = {"share_wide": None, "share_deep": None, "auc_drop_wide": None, "auc_drop_deep": None}
+    if len(members) != 1 or members[0].kind != "wide_deep":
+        return nan
+    test = measured.frame(members[0]).filter(pl.col("split") == "test")
+    zw, zd = test["wide_logit"].to_numpy(), test["deep_logit"].to_numpy()
+    shares, drops = variance_shares(zw, zd), auc_drop(test["label"].to_numpy(), zw, zd)
+    return {
+        "share_wide": shares["wide"],
+        "share_deep": shares["deep"],
+        "auc_drop_wide": drops["wide"],
+        "auc_drop_deep": drops["deep"],
+    }
+
+
+def collect(
+    dataset: str,
+    cells: Sequence[Cell],
+    records: Mapping[Model, RunRecord],
+    k_members: int = 0,
+) -> Measured:
+    """Build every cell's arm from its members' predictions; one table row per cell."""
+    measured = Measured(pl.DataFrame(), {}, dict(records))
+    rows = []
+    stamp = json.dumps(versions(), sort_keys=True)
+    for cell in cells:
+        members = cell.members(k_members)
+        out = arm_output(cell.arm, [measured.frame(m) for m in members])
+        measured.outputs[cell] = out
+        test, fit = out.scores("test"), out.scores("valid_b")
+        rows.append(
+            {
+                "dataset": dataset,
+                "arm": cell.arm,
+                "data_seed": cell.data_seed,
+                "seed": cell.seed,
+                "wide_level": cell.wide_level,
+                "deep_level": cell.deep_level,
+                "test_auc": test["auc"],
+                "test_logloss": test["logloss"],
+                "valid_b_auc": fit["auc"],
+                **_member_facts(members, records),
+                **_attribution(measured, members),
+                "combiner": out.combiner,
+                "weights": None if out.weights is None else json.dumps(out.weights),
+                "versions": stamp,
+            }
+        )
+    measured.table = pl.DataFrame(rows, infer_schema_length=None)
+    return measured

@@ -1,18 +1,22 @@
-"""Where the arms differ: AUC by how often a row's fields occurred in training, and how
-much of the synthetic log's planted exception effect each model recovered.
+"""Where the arms differ: AUC by how often a row's fields occurred in training, each tower's
+share of the joint logit there, and how much of the synthetic log's planted exception effect
+each model recovered (after Platt calibration on split B).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from widedeep.experiment.ensembles import ensemble_logits, scores
-from widedeep.experiment.plan import Run, run_config
+from widedeep.experiment.arms import scores
+from widedeep.experiment.attribution import platt_scale, variance_shares
+from widedeep.experiment.plan import NONE, Cell, Model, data_seeds, model_config
+from widedeep.experiment.results import Measured
+
+SLICE_ARMS = ("wide", "deep", "joint", "ens_best")
 
 
 def slice_labels(edges: list[int]) -> list[str]:
@@ -24,12 +28,9 @@ def slice_labels(edges: list[int]) -> list[str]:
     return [*labels, f">{edges[-1]}"]
 
 
-def frequency_slices(cfg: Any, fields: list[str], edges: list[int]) -> np.ndarray:
-    """Slice label per test row: how often its combination of ``fields`` occurred in training.
-    Ids 0/1 (missing, or rarer than the vocabulary's min_count) count as unseen."""
-    from widedeep.data.pipeline import load_data
-
-    data = load_data(_to_dict(cfg.data))
+def frequency_slices(data: Any, fields: list[str], edges: list[int]) -> np.ndarray:
+    """Slice label per test row of ``data`` (a `ProcessedData`): how often its combination of
+    ``fields`` occurred in training. Ids 0/1 (missing, or rarer than min_count) are unseen."""
     index = [f.name for f in data.schema.categorical]
     unknown = [f for f in fields if f not in index]
     if unknown:
@@ -53,101 +54,94 @@ def frequency_slices(cfg: Any, fields: list[str], edges: list[int]) -> np.ndarra
     return labels[bucket]
 
 
-def _to_dict(node: Any) -> dict:
+def _data(cfg: Any, data_seed: int | None) -> Any:
+    """The processed data of one data split, as the joint model at the main levels saw it."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(node, resolve=True)
+    from widedeep.data.pipeline import load_data
+
+    b = cfg.bench
+    model = Model("wide_deep", 0, data_seed, b.main.wide, b.main.deep)
+    return load_data(OmegaConf.to_container(model_config(cfg, model).data, resolve=True))
 
 
-def _main_predictions(cfg: Any, results: pl.DataFrame, runs_dir: Path, seed: int) -> dict:
-    """Test logits per arm at the main levels for one seed, ensembles included."""
-    main_w, main_d = cfg.bench.main.wide, cfg.bench.main.deep
-    runs = {
-        "wide": Run(seed, "wide", main_w, "-"),
-        "deep": Run(seed, "deep", "-", main_d),
-        "joint": Run(seed, "wide_deep", main_w, main_d),
-    }
-    frames = {
-        arm: pl.read_parquet(runs_dir / r.path / "predictions.parquet")
-        .filter(pl.col("split") == "test")
-        .sort("row_id")
-        for arm, r in runs.items()
-    }
-    full = {
-        arm: pl.read_parquet(runs_dir / r.path / "predictions.parquet")
-        for arm, r in runs.items()
-        if arm != "joint"
-    }
-    ens = ensemble_logits(full["wide"], full["deep"])
-    best = results.filter(
-        (pl.col("arm") == "ens_best")
-        & (pl.col("seed") == seed)
-        & (pl.col("wide_level") == main_w)
-        & (pl.col("deep_level") == main_d)
-    )
-    out = {arm: f["logit"].to_numpy() for arm, f in frames.items()}
-    out["ens_best"] = ens[best["ensemble"][0]]["test"]
-    out["label"] = frames["joint"]["label"].to_numpy()
-    out["joint_wide"] = frames["joint"]["wide_logit"].to_numpy()
-    out["joint_deep"] = frames["joint"]["deep_logit"].to_numpy()
-    return out
+def _main_cell(arm: str, cfg: Any, data_seed: int | None, seed: int) -> Cell:
+    w, d = cfg.bench.main.wide, cfg.bench.main.deep
+    levels = {"wide": (w, NONE), "deep": (NONE, d)}.get(arm, (w, d))
+    return Cell(arm, seed, data_seed, *levels)
 
 
-def slice_table(cfg: Any, results: pl.DataFrame, runs_dir: Path) -> pl.DataFrame:
-    """AUC, log loss and (for the joint model) each tower's mean |logit| per frequency slice."""
+def _joint_towers(measured: Measured, cell: Cell) -> tuple[np.ndarray, np.ndarray]:
+    """The joint model's test tower logits, in row order."""
+    (model,) = cell.members()
+    test = measured.frame(model).filter(pl.col("split") == "test").sort("row_id")
+    return test["wide_logit"].to_numpy(), test["deep_logit"].to_numpy()
+
+
+def slice_table(cfg: Any, measured: Measured) -> pl.DataFrame:
+    """AUC and log loss per arm and frequency slice; for the joint model, each tower's
+    centred variance share of its logit in the slice."""
     sl = cfg.bench.slices
-    data_cfg = run_config(
-        cfg, Run(0, "wide_deep", cfg.bench.main.wide, cfg.bench.main.deep), runs_dir / "_slices"
-    )
-    labels = frequency_slices(data_cfg, list(sl.fields), list(sl.edges))
     rows = []
-    for seed in cfg.bench.seeds:
-        preds = _main_predictions(cfg, results, runs_dir, seed)
-        for name in slice_labels(list(sl.edges)):
-            mask = labels == name
-            y = preds["label"][mask]
-            for arm in ("wide", "deep", "joint", "ens_best"):
-                s = scores(y, preds[arm][mask])
-                rows.append(
-                    {
-                        "seed": seed,
-                        "slice": name,
-                        "arm": arm,
-                        "rows": int(mask.sum()),
-                        "click_rate": float(y.mean()) if mask.any() else math.nan,
-                        "auc": s["auc"],
-                        "logloss": s["logloss"],
-                        "mean_abs_wide": float(np.abs(preds["joint_wide"][mask]).mean())
-                        if arm == "joint" and mask.any()
-                        else math.nan,
-                        "mean_abs_deep": float(np.abs(preds["joint_deep"][mask]).mean())
-                        if arm == "joint" and mask.any()
-                        else math.nan,
-                    }
-                )
+    for data_seed in data_seeds(cfg.bench):
+        labels = frequency_slices(_data(cfg, data_seed), list(sl.fields), list(sl.edges))
+        for seed in cfg.bench.seeds:
+            outs = {a: measured.outputs[_main_cell(a, cfg, data_seed, seed)] for a in SLICE_ARMS}
+            zw, zd = _joint_towers(measured, _main_cell("joint", cfg, data_seed, seed))
+            for name in slice_labels(list(sl.edges)):
+                mask = labels == name
+                y = outs["joint"].label["test"][mask]
+                shares = variance_shares(zw[mask], zd[mask]) if mask.sum() > 1 else {}
+                for arm, out in outs.items():
+                    s = scores(y, out.logit["test"][mask])
+                    joint = arm == "joint"
+                    rows.append(
+                        {
+                            "data_seed": data_seed,
+                            "seed": seed,
+                            "slice": name,
+                            "arm": arm,
+                            "rows": int(mask.sum()),
+                            "click_rate": float(y.mean()) if mask.any() else math.nan,
+                            "auc": s["auc"],
+                            "logloss": s["logloss"],
+                            "share_wide": shares.get("wide", math.nan) if joint else math.nan,
+                            "share_deep": shares.get("deep", math.nan) if joint else math.nan,
+                        }
+                    )
     return pl.DataFrame(rows)
 
 
-def exception_recovery(cfg: Any, results: pl.DataFrame, runs_dir: Path) -> pl.DataFrame | None:
+def exception_recovery(cfg: Any, measured: Measured) -> pl.DataFrame | None:
     """Synthetic data only: how much of the planted exception effect each model recovered.
 
-    On test rows that replay an exception, the OLS slope of a logit on the planted effect
-    (+-3, signs independent of everything else) is the share recovered: 1 = all, 0 = none.
+    Each model's logit is first Platt-calibrated on split B, so that a model that is merely
+    over- or under-confident is not credited or blamed. On test rows that replay an exception,
+    the OLS slope of the calibrated logit on the planted effect (+-3, signs independent of
+    everything else) is the share recovered: 1 = all, 0 = none. The joint model's towers are
+    scaled by the joint logit's calibration slope.
     """
     if cfg.data.name != "synthetic":
         return None
-    from widedeep.data.pipeline import load_data
-
-    data_cfg = run_config(
-        cfg, Run(0, "wide_deep", cfg.bench.main.wide, cfg.bench.main.deep), runs_dir / "_slices"
-    )
-    extras = load_data(_to_dict(data_cfg.data)).extras["test"]
-    effect = extras["exception_effect"].to_numpy()
-    mask = extras["is_exception"].to_numpy()
     rows = []
-    for seed in cfg.bench.seeds:
-        preds = _main_predictions(cfg, results, runs_dir, seed)
-        for name in ("wide", "deep", "joint", "ens_best", "joint_wide", "joint_deep"):
-            slope = np.polyfit(effect[mask], preds[name][mask], 1)[0]
-            rows.append({"seed": seed, "model": name, "recovered": float(slope)})
+    for data_seed in data_seeds(cfg.bench):
+        extras = _data(cfg, data_seed).extras["test"]
+        effect = extras["exception_effect"].to_numpy()
+        mask = extras["is_exception"].to_numpy()
+        for seed in cfg.bench.seeds:
+            found = {}
+            for arm in SLICE_ARMS:
+                out = measured.outputs[_main_cell(arm, cfg, data_seed, seed)]
+                calibrated, fit = platt_scale(
+                    out.logit["valid_b"], out.label["valid_b"], out.logit["test"]
+                )
+                found[arm] = calibrated
+                if arm == "joint":
+                    zw, zd = _joint_towers(measured, _main_cell(arm, cfg, data_seed, seed))
+                    found["joint_wide"], found["joint_deep"] = fit.coef[0] * zw, fit.coef[0] * zd
+            for name, logit in found.items():
+                slope = np.polyfit(effect[mask], logit[mask], 1)[0]
+                rows.append(
+                    {"data_seed": data_seed, "seed": seed, "model": name, "recovered": slope}
+                )
     return pl.DataFrame(rows)

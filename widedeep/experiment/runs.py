@@ -1,0 +1,181 @@
+"""The benchmark's run store: every trained model lives under the hash of what trained it.
+
+A run is reused only when its key matches: the resolved training config (data, model, optim,
+trainer, seed, less the keys that change no weight), the widedeep version, a digest of the
+source of the layers that train (core, nn, optim, data, training) and the torch, Lightning,
+polars and numpy versions. So a changed setting, a code fix or a library upgrade trains anew,
+while a commit that only touches docs or the report keeps every run. The git commit is stored
+with each run (provenance), not keyed. A run killed half-way resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from widedeep.core.io import write_json
+
+log = logging.getLogger("widedeep")
+PACKAGE = Path(__file__).resolve().parents[1]
+TRAINING_LAYERS = ("core", "nn", "optim", "data", "training")
+KEYED = ("data", "model", "optim", "trainer", "seed")
+# Keys that change no weight: where files go, what is printed, how evaluation is batched.
+UNKEYED = {
+    "data": ("cache", "cache_dir", "eval_batch_size"),
+    "trainer": ("progress_bar", "logger", "log_every_n_steps", "checkpoint_every_n_steps"),
+}
+RUN_FILE = "run.json"
+
+
+@cache
+def code_digest() -> str:
+    """sha256 over the source of the layers that train, in a stable order."""
+    digest = hashlib.sha256()
+    for layer in TRAINING_LAYERS:
+        for path in sorted((PACKAGE / layer).rglob("*.py")):
+            digest.update(str(path.relative_to(PACKAGE)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@cache
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    import numpy
+    import polars
+    import pytorch_lightning
+    import torch
+
+    return {
+        "widedeep": version("widedeep"),
+        "torch": torch.__version__,
+        "pytorch_lightning": pytorch_lightning.__version__,
+        "polars": polars.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+@cache
+def git_commit() -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes), or ``package <version>``."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PACKAGE, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=PACKAGE, capture_output=True,
+            text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"package {versions()['widedeep']}"
+    return head + ("+dirty" if dirty else "")
+
+
+def key_document(cfg: DictConfig) -> dict[str, Any]:
+    """What a run's key digests: its training config, the training code and the versions."""
+    missing = [k for k in KEYED if k not in cfg]
+    if missing:
+        raise ValueError(f"run config lacks {missing}: not a widedeep-train config")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    config = {k: resolved[k] for k in KEYED}
+    for group, keys in UNKEYED.items():
+        config[group] = {k: v for k, v in config[group].items() if k not in keys}
+    return {"config": config, "code": code_digest(), "versions": versions()}
+
+
+def run_key(cfg: DictConfig) -> str:
+    text = json.dumps(key_document(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _cap(cfg: DictConfig) -> int:
+    return int(cfg.trainer.max_epochs)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run: where it is and what it measured."""
+
+    key: str
+    path: Path
+    metrics: dict[str, Any]
+    reused: bool
+    commit: str
+    max_epochs: int  # the epoch cap: a run that reached it was not ended by early stopping
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / "predictions.parquet"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "best.ckpt"
+
+
+class RunStore:
+    """Runs under ``root/<kind>-<key[:16]>/``; ``get(cfg)`` trains a config or reuses its run."""
+
+    def __init__(self, root: Path, reuse: bool = True) -> None:
+        self.root = Path(root)
+        self.reuse = reuse
+        self.reused = 0
+        self.trained = 0
+
+    def path(self, cfg: DictConfig) -> Path:
+        return self.root / f"{cfg.model.kind}-{run_key(cfg)[:16]}"
+
+    def finished(self, cfg: DictConfig) -> RunRecord | None:
+        """The stored run of ``cfg`` if it finished with the same full key."""
+        key, path = run_key(cfg), self.path(cfg)
+        run, metrics = path / RUN_FILE, path / "metrics.json"
+        if not (self.reuse and run.is_file() and metrics.is_file()):
+            return None
+        stored = json.loads(run.read_text())
+        if stored.get("key") != key:  # a 16-digit prefix collision
+            raise ValueError(f"{path}: holds another run (key mismatch); remove it")
+        return RunRecord(
+            key, path, json.loads(metrics.read_text()), True, stored["commit"], _cap(cfg)
+        )
+
+    def get(self, cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> RunRecord:
+        """Reuse the finished run of ``cfg``, or train it (resuming a killed attempt)."""
+        done = self.finished(cfg)
+        if done is not None:
+            self.reused += 1
+            return done
+        from widedeep.training.run import train
+
+        key, path = run_key(cfg), self.path(cfg)
+        last = path / "checkpoints" / "last.ckpt"
+        run_cfg = cfg.copy()
+        OmegaConf.set_struct(run_cfg, False)
+        run_cfg.output_dir = str(path)
+        run_cfg.resume_from = str(last) if self.reuse and last.is_file() else None
+        OmegaConf.set_struct(run_cfg, True)
+        write_json(
+            path / RUN_FILE,
+            {
+                "key": key,
+                "document": key_document(cfg),
+                "commit": git_commit(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
+        metrics = train(run_cfg, extra_callbacks)
+        self.trained += 1
+        return RunRecord(key, path, metrics, False, git_commit(), _cap(cfg))
+
+    def summary(self) -> str:
+        total = self.reused + self.trained
+        return f"reused {self.reused} of {total} runs, trained {self.trained}"
