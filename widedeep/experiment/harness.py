@@ -110,12 +110,8 @@ def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[s
     Returns {(kind, budget): overrides}: ``per_model`` is each study's best; ``equal_total``
     (wide and deep, the ensemble's members) the best of each study's first trials // 2, so the
     two members together get the joint model's budget."""
-    import optuna
-
     from widedeep.experiment.tuning import best_of_first, sqlite_url, tune, write_best
-    from widedeep.experiment.tuning_runs import arm_space, new_keys
-    from widedeep.training.module import NonFiniteLossError
-    from widedeep.training.pruning import PruningCallback
+    from widedeep.experiment.tuning_runs import arm_space, new_keys, trial_score
 
     b, t = cfg.bench, cfg.bench.tune
     spaces = OmegaConf.to_container(t.space, resolve=True)
@@ -131,11 +127,9 @@ def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[s
 
         def objective(params: dict[str, Any], trial: Any, model: Model = model) -> float:
             run_cfg = model_config(cfg, model, {(model.kind, "per_model"): params})
-            try:
-                record = store.get(run_cfg, [PruningCallback(trial, "val/auc")])
-            except NonFiniteLossError as err:  # a diverged setting is a bad trial
-                raise optuna.TrialPruned(f"diverged: {err}") from None
-            return float(record.metrics["val"]["auc"])
+            return trial_score(
+                lambda callbacks: store.get(run_cfg, callbacks).metrics, trial, cfg.trainer.monitor
+            )
 
         base = run_key(model_config(cfg, model))[:12]
         name = f"bench-{cfg.data.name}-{kind}-{base}"

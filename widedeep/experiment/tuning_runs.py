@@ -53,27 +53,34 @@ def trial_config(cfg: DictConfig, params: Mapping[str, Any], output_dir: Path) -
     return run
 
 
-def train_objective(cfg: DictConfig, runs_dir: Path) -> Callable[[dict[str, Any], Any], float]:
-    """``objective(params, trial)`` for `tuning.tune`: train ``cfg`` with the trial's values in
-    ``runs_dir/<trial number>`` and return its validation score, ``trainer.monitor`` of the
-    best epoch (val AUC by default; the test split is never looked at to choose)."""
+def trial_score(
+    train_run: Callable[[Sequence[Any]], dict[str, Any]], trial: Any, monitor: str = "auc"
+) -> float:
+    """Train one trial's run, ``train_run(extra_callbacks) -> metrics``, pruned at validation
+    epoch ends, and return its validation score: ``trainer.monitor`` of the best epoch (val AUC
+    by default; the test split is never looked at to choose)."""
     import optuna
 
     from widedeep.training.module import NonFiniteLossError
     from widedeep.training.pruning import PruningCallback
-    from widedeep.training.run import train
 
-    monitor = cfg.trainer.monitor
+    try:
+        metrics = train_run([PruningCallback(trial, f"val/{monitor}")])
+    except NonFiniteLossError as err:
+        # A diverged setting is a bad trial, not a broken study: it counts, never wins.
+        raise optuna.TrialPruned(f"diverged: {err}") from None
+    val = metrics["val"]
+    return val["auc"] - val["logloss"] if monitor == "auc_minus_logloss" else val["auc"]
+
+
+def train_objective(cfg: DictConfig, runs_dir: Path) -> Callable[[dict[str, Any], Any], float]:
+    """``objective(params, trial)`` for `tuning.tune`: train ``cfg`` with the trial's values in
+    ``runs_dir/<trial number>`` and return its `trial_score`."""
+    from widedeep.training.run import train
 
     def objective(params: dict[str, Any], trial: Any) -> float:
         run = trial_config(cfg, params, Path(runs_dir) / str(trial.number))
-        try:
-            metrics = train(run, extra_callbacks=[PruningCallback(trial, f"val/{monitor}")])
-        except NonFiniteLossError as err:
-            # A diverged setting is a bad trial, not a broken study: it counts, never wins.
-            raise optuna.TrialPruned(f"diverged: {err}") from None
-        val = metrics["val"]
-        return val["auc"] - val["logloss"] if monitor == "auc_minus_logloss" else val["auc"]
+        return trial_score(lambda callbacks: train(run, callbacks), trial, cfg.trainer.monitor)
 
     return objective
 
