@@ -48,6 +48,10 @@ def test_plan_runs_the_joint_arms_on_both_axes_and_the_controls_at_the_main_leve
     }
     assert controls == {("ens_deep_deep", "a", "x"), ("stagewise_deep_first", "a", "x")}
     assert Cell("wide", 0, None, "a", NONE) in cells
+    main = plan({**BENCH, "grid": "main"})
+    assert {(c.wide_level, c.deep_level) for c in main} == {("a", "x"), ("a", NONE), (NONE, "x")}
+    with pytest.raises(ValueError, match="bench.grid"):
+        plan({**BENCH, "grid": "diagonal"})
     mean, half, std = mean_ci([1.0, 2.0, 3.0])
     assert mean == 2.0 and std == 1.0 and half == pytest.approx(4.303 / 3**0.5, rel=1e-3)
 

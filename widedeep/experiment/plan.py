@@ -134,14 +134,23 @@ def main_arms(bench: Mapping[str, Any]) -> list[str]:
     return arms
 
 
+GRIDS = ("main", "axes", "full")
+
+
 def plan(bench: Mapping[str, Any]) -> list[Cell]:
     """Every cell of the results table. Joint models run at each pair of levels (``grid:
-    full``) or along both axes through the main levels (``grid: axes``); the controls at the
+    full``), along both axes through the main levels (``grid: axes``) or at the main levels
+    only (``grid: main``, the primary comparison without the size sweep); the controls at the
     main levels only."""
     wide, deep = levels(bench, "wide"), levels(bench, "deep")
     main_w, main_d = bench["main"]["wide"], bench["main"]["deep"]
     if main_w not in wide or main_d not in deep:
         raise ValueError(f"bench.main names levels {main_w!r}/{main_d!r} not in bench.sweep")
+    grid = bench.get("grid", "axes")
+    if grid not in GRIDS:
+        raise ValueError(f"bench.grid={grid!r}: expected one of {GRIDS}")
+    if grid == "main":
+        wide, deep = {main_w: wide[main_w]}, {main_d: deep[main_d]}
     unknown = [c for c in bench.get("controls", ()) if c not in CONTROLS]
     if unknown:
         raise ValueError(f"bench.controls: unknown {unknown}; known: {list(CONTROLS)}")
@@ -154,7 +163,7 @@ def plan(bench: Mapping[str, Any]) -> list[Cell]:
             for w in wide:
                 for d in deep:
                     main = w == main_w and d == main_d
-                    if not (bench.get("grid", "axes") == "full" or w == main_w or d == main_d):
+                    if not (grid == "full" or w == main_w or d == main_d):
                         continue
                     arms = main_arms(bench) if main else CORE_ARMS
                     joint_arms = [a for a in arms if a not in ("wide", "deep")]
