@@ -268,3 +268,40 @@ def test_widedeep_tune_writes_a_best_setting_whose_command_composes(tmp_path):
     # The same command again resumes the finished study: nothing new to train.
     again = tune_command(tmp_path, *args)
     assert again.returncode == 0 and "0 new" in again.stdout
+
+
+def test_the_optuna_sweeper_example_composes():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="widedeep.conf", version_base="1.3"):
+        cfg = compose(
+            config_name="train", overrides=["experiment=optuna_sweep"], return_hydra_config=True
+        )
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert {"optim.wide.lr", "optim.deep.lr", "model.deep.dropout"} <= set(sweeper.params)
+
+
+@pytest.mark.slow
+def test_widedeep_train_sweeps_with_hydra_optuna_and_maximises_validation_auc(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    args = [
+        "-m", "experiment=optuna_sweep", "hydra.sweeper.n_trials=3", "data.generator.n_rows=3000",
+        "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}/sweep",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "widedeep.cli.train", *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
+    assert len(runs) == 3
+    best = max(json.loads(p.read_text())["val"]["auc"] for p in runs)
+    output = result.stdout + result.stderr
+    reported = float(output.split("Best value:")[-1].split()[0])
+    assert reported == pytest.approx(best)  # the sweeper maximised validation AUC
+    optimization = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
+    assert "optim.wide.lr" in optimization

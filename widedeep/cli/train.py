@@ -23,7 +23,8 @@ def _hydra_entry(cfg: DictConfig) -> float:
         keep_freed_memory()  # before the first batch; idempotent (a multirun calls it per job)
         # Only the command line knows whether it runs a job of a local sweep (DDP refuses it).
         validate(cfg, sweep=hydra_multirun())
-        return float(train(cfg)["test"]["auc"])
+        # What a Hydra sweeper (hydra/sweeper=optuna) maximises: the validation AUC, never test.
+        return float(train(cfg)["val"]["auc"])
     except Exception as err:
         sys.exit(report_user_error("widedeep-train", err))
 
