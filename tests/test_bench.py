@@ -274,7 +274,8 @@ def test_the_command_line_writes_under_its_output_directory_only(tmp_path):
 
     repo_results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     before = {p: p.stat().st_mtime_ns for p in repo_results.rglob("*") if p.is_file()}
-    args = [*TINY, *SMALL_BENCH, "bench.controls=[]", "hydra.run.dir=report"]
+    args = [*TINY, *SMALL_BENCH, "bench.controls=[]", "hydra.run.dir=report", "bench.grid=main",
+            "bench.sweep.wide=[{name: l1_0, overrides: {optim.wide.l1: 0.0}}, {name: l1_1}]"]
     result = subprocess.run(
         [sys.executable, "-m", "widedeep.cli.bench", *args],
         cwd=tmp_path, capture_output=True, text=True, timeout=1200,

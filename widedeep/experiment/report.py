@@ -162,6 +162,8 @@ def _size(cfg: Any, measured: Measured) -> list[str]:
     for _, level, _ in (row for row in levels_table(b) if row[0] == "wide"):
         alone = _at(t, "wide", level, b.main.deep)
         joint = _at(t, "joint", level, b.main.deep)
+        if alone.is_empty() or joint.is_empty():  # bench.grid=main: the main level only
+            continue
         alone_n, joint_n = alone["wide_nonzero"].mean(), joint["wide_nonzero"].mean()
         lines.append(f"| {level} | {alone_n:,.0f} | {joint_n:,.0f} |")
     lines += ["", "Levels:", ""]
