@@ -98,7 +98,7 @@ def _arm_table(cfg: Any, measured: Measured) -> list[str]:
         "## Every arm at the main levels, and against the primary pair",
         "",
         "| arm | test AUC | test log loss | valid B AUC | params | non-zero | train s | "
-        "epochs (best) | − joint | − ens_best |",
+        "epochs (best), first cell | − joint | − ens_best |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm in main_arms(b):
@@ -166,8 +166,9 @@ def _size(cfg: Any, measured: Measured) -> list[str]:
             continue
         alone_n, joint_n = alone["wide_nonzero"].mean(), joint["wide_nonzero"].mean()
         lines.append(f"| {level} | {alone_n:,.0f} | {joint_n:,.0f} |")
+    ran = {*t["wide_level"], *t["deep_level"]}
     lines += ["", "Levels:", ""]
-    lines += [f"- {tower} `{name}`: {text}" for tower, name, text in levels_table(b)]
+    lines += [f"- {tower} `{n}`: {text}" for tower, n, text in levels_table(b) if n in ran]
     if measured.tuned:
         lines += ["", "Tuned settings (split A):", ""]
         lines += [
