@@ -285,3 +285,23 @@ def test_the_command_line_writes_under_its_output_directory_only(tmp_path):
     assert "reused 0 of" in result.stderr + result.stdout
     after = {p: p.stat().st_mtime_ns for p in repo_results.rglob("*") if p.is_file()}
     assert after == before  # the tracked results are written only with bench.publish=true
+
+
+def test_the_smallest_configuration_is_chosen_on_split_b_not_test():
+    from widedeep.experiment.stats import smallest_within
+
+    rows = [  # level, non-zero, B AUC, test AUC: on test the small one would look as good
+        ("big", 1000, 0.800, 0.780),
+        ("mid", 500, 0.7995, 0.770),
+        ("small", 100, 0.790, 0.781),
+    ]
+    table = pl.DataFrame(
+        [
+            {"arm": "joint", "wide_level": w, "deep_level": "d", "params": n, "nonzero_params": n,
+             "valid_b_auc": b, "test_auc": t}
+            for w, n, b, t in rows
+        ]
+    )
+    pick = smallest_within(table, "joint")
+    assert pick["wide_level"] == "mid" and pick["test_auc"] == 0.770  # within 0.001 on B
+    assert pick["best_auc"] == 0.780 and pick["best_valid_b_auc"] == 0.800

@@ -142,8 +142,8 @@ def _size(cfg: Any, measured: Measured) -> list[str]:
     lines = [
         "## Size",
         "",
-        "| arm | smallest config within 0.001 AUC of its best | params | non-zero | its AUC "
-        "| best AUC |",
+        "| arm | fewest non-zero within 0.001 split-B AUC of its best on B | params | non-zero "
+        "| its test AUC | test AUC of the best on B |",
         "|---|---|---|---|---|---|",
     ]
     for arm in ("joint", "ens_best"):
