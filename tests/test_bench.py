@@ -305,3 +305,40 @@ def test_the_smallest_configuration_is_chosen_on_split_b_not_test():
     pick = smallest_within(table, "joint")
     assert pick["wide_level"] == "mid" and pick["test_auc"] == 0.770  # within 0.001 on B
     assert pick["best_auc"] == 0.780 and pick["best_valid_b_auc"] == 0.800
+
+
+def test_cross_weights_are_counted_apart_from_the_raw_fields(tmp_path):
+    from widedeep.experiment.size import wide_nonzero_groups
+
+    store = RunStore(tmp_path)
+    run = store.get(compose_config(TINY))
+    groups = wide_nonzero_groups(run.best_checkpoint)
+    assert groups["crosses"] > 0 and groups["fields"] > 0 and groups["bags"] == 0
+    assert groups["fields"] + groups["crosses"] == run.metrics["params"]["wide_nonzero"]
+    plain = store.get(compose_config([*TINY, "data.features.crosses=[]"]))
+    assert wide_nonzero_groups(plain.best_checkpoint)["crosses"] == 0
+    deep = store.get(compose_config([*TINY, "model=deep"]))
+    assert wide_nonzero_groups(deep.best_checkpoint) == {"fields": 0, "crosses": 0, "bags": 0}
+
+
+def test_the_frontier_picks_the_fewest_cross_weights_within_tolerance_on_split_b():
+    from omegaconf import OmegaConf
+
+    from widedeep.experiment.report import frontier
+
+    cfg = OmegaConf.create({"bench": {"main": {"wide": "full", "deep": "d"}}})
+    rows = [  # level, cross non-zero, B AUC, test AUC (test would prefer "tiny")
+        ("full", 5000, 0.800, 0.790),
+        ("l1_small", 800, 0.7992, 0.780),
+        ("tiny", 10, 0.795, 0.795),
+    ]
+    table = pl.DataFrame(
+        [
+            {"arm": arm, "wide_level": w, "deep_level": "d", "wide_cross_nonzero": n,
+             "valid_b_auc": b, "test_auc": t}
+            for arm in ("joint", "ens_best")
+            for w, n, b, t in rows
+        ]
+    )
+    picked = frontier(cfg, table).filter(pl.col("chosen"))
+    assert picked["wide_level"].to_list() == ["l1_small", "l1_small"]

@@ -37,9 +37,41 @@ def curves(cfg: Any, measured: Measured, out_dir: Path) -> None:
         )
 
 
-def plots(cfg: Any, measured: Measured, slices: pl.DataFrame, out_dir: Path) -> None:
+def frontier_plot(cfg: Any, table: pl.DataFrame, out_dir: Path) -> None:
+    """Test AUC (± std over cells) against non-zero cross weights, joint and best ensemble."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for arm, marker in (("joint", "o-"), ("ens_best", "s--")):
+        part = table.filter(pl.col("arm") == arm).sort("cross_nonzero")
+        ax.errorbar(
+            part["cross_nonzero"], part["test_auc"], yerr=part["test_auc_std"].fill_null(0),
+            fmt=marker, capsize=3, label=arm.replace("ens_best", "best ensemble"),
+        )
+        chosen = part.filter(pl.col("chosen"))
+        ax.scatter(chosen["cross_nonzero"], chosen["test_auc"], s=160, facecolors="none",
+                   edgecolors="black")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("non-zero cross weights (symlog)")
+    ax.set_ylabel("test AUC")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{cfg.data.name}: size frontier (circled: chosen on split B)")
+    fig.tight_layout()
+    atomic_write(out_dir / "frontier.png", lambda p: fig.savefig(p, dpi=110, format="png"))
+
+
+def plots(
+    cfg: Any, measured: Measured, slices: pl.DataFrame, out_dir: Path,
+    frontier: pl.DataFrame | None = None,
+) -> None:
     results = measured.table
     curves(cfg, measured, out_dir)
+    if frontier is not None and frontier.filter(pl.col("arm") == "joint").height >= 2:
+        frontier_plot(cfg, frontier, out_dir)
     import matplotlib
 
     matplotlib.use("Agg")

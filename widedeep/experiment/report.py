@@ -178,6 +178,56 @@ def _size(cfg: Any, measured: Measured) -> list[str]:
     return [*lines, ""]
 
 
+def frontier(cfg: Any, results: pl.DataFrame, tolerance: float = 0.001) -> pl.DataFrame:
+    """Per arm (joint, ens_best) and wide level at the main deep level: mean non-zero cross
+    weights, split-B and test AUC; ``chosen`` marks the level with the fewest non-zero cross
+    weights whose split-B AUC is within ``tolerance`` of the arm's full-size (main) level."""
+    b = cfg.bench
+    rows = (
+        results.filter(pl.col("arm").is_in(["joint", "ens_best"]))
+        .filter(pl.col("deep_level") == b.main.deep)
+        .group_by("arm", "wide_level")
+        .agg(
+            pl.col("wide_cross_nonzero").mean().alias("cross_nonzero"),
+            pl.col("valid_b_auc").mean(),
+            pl.col("test_auc").mean(),
+            pl.col("test_auc").std().alias("test_auc_std"),
+            pl.len().alias("cells"),
+        )
+        .sort("arm", "cross_nonzero")
+    )
+    full = rows.filter(pl.col("wide_level") == b.main.wide).select(
+        "arm", pl.col("valid_b_auc").alias("full_b")
+    )
+    rows = rows.join(full, on="arm", how="left")
+    within = pl.col("valid_b_auc") >= pl.col("full_b") - tolerance
+    first = within & (within.cum_sum().over("arm") == 1)
+    return rows.with_columns(first.alias("chosen")).drop("full_b")
+
+
+def _frontier(cfg: Any, measured: Measured) -> list[str]:
+    table = frontier(cfg, measured.table)
+    if table.filter(pl.col("arm") == "joint").height < 2:
+        return []
+    lines = [
+        "## Size frontier: test AUC against non-zero cross weights",
+        "",
+        f"At deep={cfg.bench.main.deep}; cross weights counted apart from the raw fields' "
+        "per-id weights. **chosen**: the fewest non-zero cross weights within 0.001 split-B "
+        f"AUC of the arm's full-size wide part ({cfg.bench.main.wide}), chosen on B.",
+        "",
+        "| arm | wide level | non-zero cross weights | valid B AUC | test AUC | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in table.iter_rows(named=True):
+        lines.append(
+            f"| {r['arm']} | {r['wide_level']} | {r['cross_nonzero']:,.0f} | "
+            f"{r['valid_b_auc']:.4f} | {_fmt(r['test_auc'], r['test_auc_std'] or math.nan)} | "
+            f"{'**chosen**' if r['chosen'] else ''} |"
+        )
+    return [*lines, ""]
+
+
 def _attribution(cfg: Any, measured: Measured) -> list[str]:
     b, t = cfg.bench, measured.table
     lines = [
@@ -256,6 +306,7 @@ def summary_markdown(
         _arm_table(cfg, measured),
         _sweep(cfg, measured),
         _size(cfg, measured),
+        _frontier(cfg, measured),
         _attribution(cfg, measured),
         _slices(cfg, slices, exceptions),
     ]
@@ -278,4 +329,4 @@ def write_report(cfg: Any, measured: Measured, out_dir: Path) -> None:
     atomic_write(out_dir / "tuned.json", lambda p: p.write_text(json.dumps(tuned, indent=2)))
     text = summary_markdown(cfg, measured, slices, exceptions)
     atomic_write(out_dir / "summary.md", lambda p: p.write_text(text))
-    plots(cfg, measured, slices, out_dir)
+    plots(cfg, measured, slices, out_dir, frontier(cfg, results))

@@ -16,6 +16,7 @@ from widedeep.experiment.arms import ArmOutput, arm_output
 from widedeep.experiment.attribution import auc_drop, variance_shares
 from widedeep.experiment.plan import Cell, Model
 from widedeep.experiment.runs import RunRecord, versions
+from widedeep.experiment.size import wide_nonzero_groups
 
 
 @dataclass
@@ -28,6 +29,16 @@ class Measured:
     records: dict[Model, RunRecord]
     frames: dict[Model, pl.DataFrame] = field(default_factory=dict)
     tuned: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    sizes: dict[Model, dict[str, int]] = field(default_factory=dict)
+
+    def cross_nonzero(self, model: Model) -> int:
+        """Non-zero weights of the model's cross features (read once from its checkpoint)."""
+        if model.kind == "deep":
+            return 0
+        if model not in self.sizes:
+            self.sizes[model] = wide_nonzero_groups(self.records[model].best_checkpoint)
+        return self.sizes[model]["crosses"]
 
     def frame(self, model: Model) -> pl.DataFrame:
         """A model's saved predictions (read once)."""
@@ -104,6 +115,7 @@ def collect(
                 "test_logloss": test["logloss"],
                 "valid_b_auc": fit["auc"],
                 **_member_facts(members, records),
+                "wide_cross_nonzero": sum(measured.cross_nonzero(m) for m in members),
                 **_attribution(measured, members),
                 "combiner": out.combiner,
                 "weights": None if out.weights is None else json.dumps(out.weights),
