@@ -75,6 +75,16 @@ def test_a_run_key_changes_with_what_trains_and_not_with_where_it_is_written():
         assert run_key(compose_config([*TINY, change])) != key, change
 
 
+def test_a_run_depends_on_its_own_reader_only():
+    from widedeep.experiment.runs import code_digest, digest_files
+
+    names = {p.name for p in digest_files("synthetic")}
+    assert {"synthetic.py", "_rows.py", "module.py", "wide.py"} <= names
+    assert not {"criteo.py", "libfm.py", "adult.py"} & names
+    assert "criteo.py" in {p.name for p in digest_files("some-table")}  # unknown: every reader
+    assert code_digest("synthetic") != code_digest("criteo")
+
+
 def test_the_store_reuses_a_finished_run_only_when_its_key_matches(tmp_path):
     store = RunStore(tmp_path)
     first = store.get(compose_config(TINY))

@@ -2,7 +2,8 @@
 
 A run is reused only when its key matches: the resolved training config (data, model, optim,
 trainer, seed, less the keys that change no weight), the widedeep version, a digest of the
-source of the layers that train (core, nn, optim, data, training) and the torch, Lightning,
+source of the layers that train (core, nn, optim, data, training; of the readers, only the
+run's own dataset's) and the torch, Lightning,
 polars and numpy versions. So a changed setting, a code fix or a library upgrade trains anew,
 while a commit that only touches docs or the report keeps every run. The git commit is stored
 with each run (provenance), not keyed. A run killed half-way resumes from its last checkpoint.
@@ -37,14 +38,27 @@ UNKEYED = {
 RUN_FILE = "run.json"
 
 
+def digest_files(dataset: str) -> list[Path]:
+    """The source files a run of ``dataset`` depends on: the layers that train, with only that
+    dataset's own reader module among the readers (a fix to the Criteo reader does not retrain
+    the synthetic log's runs). An unknown dataset depends on every reader."""
+    from widedeep.data.readers import MODULES
+
+    readers = PACKAGE / "data" / "readers"
+    others = {readers / f"{m}.py" for name, m in MODULES.items() if name != dataset}
+    if dataset not in MODULES:
+        others = set()
+    files = [p for layer in TRAINING_LAYERS for p in (PACKAGE / layer).rglob("*.py")]
+    return sorted(p for p in files if p not in others)
+
+
 @cache
-def code_digest() -> str:
-    """sha256 over the source of the layers that train, in a stable order."""
+def code_digest(dataset: str) -> str:
+    """sha256 over `digest_files`, in a stable order."""
     digest = hashlib.sha256()
-    for layer in TRAINING_LAYERS:
-        for path in sorted((PACKAGE / layer).rglob("*.py")):
-            digest.update(str(path.relative_to(PACKAGE)).encode())
-            digest.update(path.read_bytes())
+    for path in digest_files(dataset):
+        digest.update(str(path.relative_to(PACKAGE)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -91,7 +105,7 @@ def key_document(cfg: DictConfig) -> dict[str, Any]:
     config = {k: resolved[k] for k in KEYED}
     for group, keys in UNKEYED.items():
         config[group] = {k: v for k, v in config[group].items() if k not in keys}
-    return {"config": config, "code": code_digest(), "versions": versions()}
+    return {"config": config, "code": code_digest(str(cfg.data.name)), "versions": versions()}
 
 
 def run_key(cfg: DictConfig) -> str:

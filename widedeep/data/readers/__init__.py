@@ -25,6 +25,16 @@ def read_synthetic(cfg: Mapping[str, Any], root: Path) -> pl.DataFrame:
     return generate(SyntheticConfig(**dict(cfg.get("generator") or {})))
 
 
+# Each dataset's own reader module: a run of one dataset depends on it and on none of the others.
+MODULES = {
+    "synthetic": "synthetic",
+    "criteo": "criteo",
+    "avazu": "avazu",
+    "frappe": "libfm",
+    "movielens": "movielens",
+    "adult": "adult",
+}
+
 READERS: dict[str, Reader] = {
     "synthetic": read_synthetic,
     "criteo": read_criteo,
