@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from widedeep import BatchLoader, ColumnarData
@@ -42,3 +43,22 @@ def test_shuffled_epochs_cover_every_row_once_and_differ():
     assert not torch.equal(first, second)
     loader.sampler.set_epoch(0)
     assert torch.equal(first, torch.cat([b.row_id for b in loader]))  # same seed, same order
+
+
+def test_synthetic_exceptions_replay_uniformly_or_with_a_long_tail():
+    import numpy as np
+
+    from widedeep.data.readers.synthetic import SyntheticConfig, generate
+
+    def replays(**kw) -> np.ndarray:
+        frame = generate(SyntheticConfig(n_rows=40_000, n_exceptions=200, **kw))
+        rows = frame.filter(frame["is_exception"])
+        return rows.group_by("user", "item").len()["len"].to_numpy()
+
+    uniform, tail = replays(), replays(exception_zipf=1.2)
+    spread = {k: np.quantile(v, 0.9) / np.median(v) for k, v in (("u", uniform), ("t", tail))}
+    assert spread["u"] < 2  # every pair seen about as often
+    assert spread["t"] > 4  # a few common pairs, a long tail of rare ones
+    assert (tail <= 2).sum() > (uniform <= 2).sum()
+    with pytest.raises(ValueError, match="exception_zipf"):
+        SyntheticConfig(exception_zipf=-1)

@@ -31,6 +31,9 @@ class SyntheticConfig:
     n_exceptions: int = 400
     exception_share: float = 0.10
     exception_effect: float = 3.0
+    # 0: the replaying rows pick exception pairs uniformly (each seen about as often); > 0: by a
+    # Zipf law with this exponent, a long tail of pairs seen once or twice beside a few common.
+    exception_zipf: float = 0.0
     zipf_exponent: float = 0.9
     base_logit: float = -1.6
     seed: int = 0
@@ -42,6 +45,10 @@ class SyntheticConfig:
         if not 0.0 <= self.exception_share < 1.0:
             raise ValueError(
                 f"synthetic: exception_share must be in [0, 1), got {self.exception_share}"
+            )
+        if self.exception_zipf < 0:
+            raise ValueError(
+                f"synthetic: exception_zipf must be >= 0, got {self.exception_zipf}"
             )
         if self.n_exceptions > self.n_users * self.n_items:
             raise ValueError("synthetic: more exceptions than (user, item) pairs")
@@ -86,7 +93,11 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> pl.DataFrame:
     item = rng.choice(cfg.n_items, n, p=item_p)
     # A share of rows replays an exception pair (a user coming back to the same item).
     replay = rng.random(n) < cfg.exception_share
-    pick = rng.integers(0, len(exc), int(replay.sum()))
+    if cfg.exception_zipf > 0:
+        tail = _zipf_probs(len(exc), cfg.exception_zipf, rng)
+        pick = rng.choice(len(exc), int(replay.sum()), p=tail)
+    else:  # the original draw, so that exception_zipf=0 leaves the log exactly as it was
+        pick = rng.integers(0, len(exc), int(replay.sum()))
     user[replay], item[replay] = exc[pick, 0], exc[pick, 1]
     hour = rng.integers(0, 24, n)
     device = rng.choice(4, n, p=[0.5, 0.3, 0.15, 0.05])
