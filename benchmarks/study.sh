@@ -2,7 +2,7 @@
 # The tuned joint-vs-ensemble study (issue 15: primary comparisons and the size frontier), one at
 # a time, resumable: every run and tuning trial lives in $WIDEDEEP_BENCH_STORE keyed by what
 # trains it, so running this again reuses everything finished and resumes the rest.
-#   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|frappe|size-synthetic|all]
+#   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|frappe|size-synthetic|phase|all]
 # Budget and timings: benchmarks/README.md ("The tuned study").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,30 @@ run() {
   echo "study $name: done in $(( $(date +%s) - start )) s"
 }
 
+# The phase diagram (issue 15, part 3): training rows x exception regime on the synthetic log,
+# 3 seeds, the arms wide, deep, joint, the ensembles and deep+deep, 10 tuning trials per kind
+# in every cell (a small per-cell budget, the same for every arm).
+PHASE=(experiment=joint_vs_ensemble bench.grid=main bench.seeds=[0,1,2] bench.data_seeds=[0]
+  "bench.controls=[ens_deep_deep]" bench.tune.trials=10)
+declare -A PHASE_ROWS=([50k]=50000 [200k]=200000 [1m]=1000000)
+declare -A REGIMES=(
+  [dense]="data.generator.n_exceptions=400 data.generator.exception_share=0.10"
+  [rare]="data.generator.n_exceptions=5000 data.generator.exception_share=0.02"
+  [tail]="data.generator.n_exceptions=5000 data.generator.exception_share=0.05 data.generator.exception_zipf=1.1"
+)
+
+phase() {
+  local rows regime
+  for rows in 50k 200k 1m; do
+    for regime in dense rare tail; do
+      # shellcheck disable=SC2086  # the regime's overrides are words
+      run "phase/${rows}_$regime" "${PHASE[@]}" "data.generator.n_rows=${PHASE_ROWS[$rows]}" \
+        ${REGIMES[$regime]}
+    done
+  done
+  .venv/bin/python benchmarks/phase.py benchmarks/results/tuned/phase
+}
+
 case "${1:-all}" in
   criteo | all) run criteo experiment=jve_criteo bench.k_members=4 "${PRIMARY[@]}" ;;&
   adult | all) run adult experiment=jve_adult "${PRIMARY[@]}" ;;&
@@ -32,6 +56,7 @@ case "${1:-all}" in
   synthetic | all) run synthetic experiment=joint_vs_ensemble "${PRIMARY[@]}" ;;&
   frappe | all) run frappe experiment=jve_frappe bench.tune.trials=20 "${PRIMARY[@]}" ;;&
   size-synthetic | all) run size-synthetic experiment=size_synthetic ;;&
-  criteo | adult | movielens | synthetic | frappe | size-synthetic | all) ;;
+  phase | all) phase ;;&
+  criteo | adult | movielens | synthetic | frappe | size-synthetic | phase | all) ;;
   *) echo "study: unknown dataset $1" >&2; exit 2 ;;
 esac
