@@ -66,7 +66,9 @@ def _protocol(cfg: Any, measured: Measured) -> list[str]:
         "",
         f"- commit: {', '.join(sorted(set(','.join(t['commit']).split(','))))}; "
         + ", ".join(f"{k} {v}" for k, v in versions.items()),
-        f"- seeds {list(b.seeds)} x data splits {list(b.data_seeds or [None])}; main levels "
+        f"- seeds {list(b.seeds)} x "
+        + (f"data splits {list(b.data_seeds)}" if b.data_seeds else "the configured data split")
+        + f"; main levels "
         f"wide={b.main.wide}, deep={b.main.deep}",
         f"- validation split into A (early stopping, tuning) and B (ratio "
         f"{b.selection.ratio}: stackers, the joint refit, choosing ensembles); test rows "
