@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from widedeep.experiment.attribution import fit_logistic
+from widedeep.experiment.attribution import fit_logistic, refit_towers
+from widedeep.experiment.stats import auc
 
 ENSEMBLES = ("ens_mean_prob", "ens_mean_logit", "ens_stack")
 FIT = "valid_b"  # the split every post-hoc weight and choice is fitted on
@@ -48,14 +49,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def scores(label: np.ndarray, logit: np.ndarray) -> dict[str, float]:
     """AUC and log loss. AUC is undefined (NaN) when the rows hold one class only (on Frappe,
     pairs seen often in training are all clicks); both are NaN for no rows."""
-    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.metrics import log_loss
 
     if len(label) == 0:
         return {"auc": math.nan, "logloss": math.nan}
     prob = np.clip(_sigmoid(logit), 1e-7, 1 - 1e-7)
     both = 0 < np.mean(label) < 1
     return {
-        "auc": float(roc_auc_score(label, logit)) if both else math.nan,
+        "auc": auc(label, logit) if both else math.nan,
         "logloss": float(log_loss(label, prob, labels=[0, 1])),
     }
 
@@ -81,16 +82,6 @@ def aligned(frames: Sequence[pl.DataFrame], column: str = "logit") -> dict[str, 
     return {s: both.filter(pl.col("split") == s).sort("row_id") for s in SPLITS}
 
 
-def logistic(features: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Weights (k,) and intercept, last, of an unpenalised logistic regression."""
-    fit = fit_logistic(features, label)
-    return np.append(fit.coef, fit.intercept)
-
-
-def _apply(weights: np.ndarray, features: np.ndarray) -> np.ndarray:
-    return features @ weights[:-1] + weights[-1]
-
-
 def combine(parts: dict[str, pl.DataFrame], combiner: str) -> ArmOutput:
     """One ensemble rule over the members' logits z0, z1, ..."""
     cols = [c for c in parts[FIT].columns if c.startswith("z")]
@@ -103,8 +94,8 @@ def combine(parts: dict[str, pl.DataFrame], combiner: str) -> ArmOutput:
     elif combiner == "ens_mean_logit":
         logit = {s: z[s].mean(1) for s in SPLITS}
     elif combiner == "ens_stack":
-        w = logistic(z[FIT], label[FIT])
-        logit, weights = {s: _apply(w, z[s]) for s in SPLITS}, w.tolist()
+        fit = fit_logistic(z[FIT], label[FIT])
+        logit, weights = {s: fit.logit(z[s]) for s in SPLITS}, [*fit.coef.tolist(), fit.intercept]
     else:
         raise ValueError(f"unknown ensemble rule {combiner!r}")
     return ArmOutput(label, logit, combiner, weights)
@@ -124,8 +115,9 @@ def refit(frame: pl.DataFrame) -> ArmOutput:
     wide, deep = aligned([frame], "wide_logit"), aligned([frame], "deep_logit")
     label = {s: wide[s]["label"].to_numpy() for s in SPLITS}
     x = {s: np.stack([wide[s]["z0"].to_numpy(), deep[s]["z0"].to_numpy()], 1) for s in SPLITS}
-    w = logistic(x[FIT], label[FIT])
-    return ArmOutput(label, {s: _apply(w, x[s]) for s in SPLITS}, None, w.tolist())
+    fit = refit_towers(x[FIT][:, 0], x[FIT][:, 1], label[FIT])
+    weights = [*fit.coef.tolist(), fit.intercept]
+    return ArmOutput(label, {s: fit.logit(x[s]) for s in SPLITS}, None, weights)
 
 
 def arm_output(arm: str, frames: Sequence[pl.DataFrame]) -> ArmOutput:

@@ -15,17 +15,10 @@ import numpy as np
 import polars as pl
 
 from widedeep.experiment import stats
-from widedeep.experiment.plan import NONE, Cell
+from widedeep.experiment.plan import Cell, levels_of
 from widedeep.experiment.results import Measured
 
 PRIMARY = ("joint", "ens_best")
-
-
-def levels_of(arm: str, wide_level: str, deep_level: str) -> tuple[str, str]:
-    """The levels an arm's cell carries at a (wide, deep) point of the sweep."""
-    return {"wide": (wide_level, NONE), "deep": (NONE, deep_level)}.get(
-        arm, (wide_level, deep_level)
-    )
 
 
 def pairs(

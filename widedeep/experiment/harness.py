@@ -83,9 +83,7 @@ def train_all(
         dep = model.dependency()
         init_from = str(records[dep].best_checkpoint) if dep is not None else None
         run_cfg = model_config(cfg, model, tuned, init_from)
-        state = "reused" if store.finished(run_cfg) else "training"
-        log.info("bench model %d/%d: %s (%s)", k, len(todo), model.name, state)
-        records[model] = store.get(run_cfg)
+        records[model] = store.get(run_cfg, label=f"bench model {k}/{len(todo)}: {model.name}")
     return records
 
 

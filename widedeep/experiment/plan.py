@@ -112,6 +112,13 @@ class Cell:
         raise ValueError(f"unknown arm {arm!r}")
 
 
+def levels_of(arm: str, wide_level: str, deep_level: str) -> tuple[str, str]:
+    """The levels an arm's cell carries at a (wide, deep) point of the sweep."""
+    return {"wide": (wide_level, NONE), "deep": (NONE, deep_level)}.get(
+        arm, (wide_level, deep_level)
+    )
+
+
 def levels(bench: Mapping[str, Any], tower: str) -> dict[str, dict[str, Any]]:
     found = {lv["name"]: dict(lv.get("overrides") or {}) for lv in bench["sweep"][tower]}
     if not found:

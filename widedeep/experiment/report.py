@@ -13,8 +13,8 @@ from typing import Any
 import polars as pl
 
 from widedeep.core.io import atomic_write
-from widedeep.experiment.comparisons import PRIMARY, compare, levels_of, sweep_family
-from widedeep.experiment.plan import levels_table, main_arms
+from widedeep.experiment.comparisons import PRIMARY, compare, sweep_family
+from widedeep.experiment.plan import levels_of, levels_table, main_arms
 from widedeep.experiment.plots import plots
 from widedeep.experiment.results import Measured
 from widedeep.experiment.slices import exception_recovery, slice_labels, slice_table

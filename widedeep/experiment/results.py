@@ -31,6 +31,7 @@ class Measured:
     tuned: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     sizes: dict[Model, dict[str, int]] = field(default_factory=dict)
+    datasets: dict[int | None, Any] = field(default_factory=dict)  # data split -> its data
 
     def cross_nonzero(self, model: Model) -> int:
         """Non-zero weights of the model's cross features (read once from its checkpoint)."""

@@ -162,9 +162,14 @@ class RunStore:
             key, path, json.loads(metrics.read_text()), True, stored["commit"], _cap(cfg)
         )
 
-    def get(self, cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> RunRecord:
-        """Reuse the finished run of ``cfg``, or train it (resuming a killed attempt)."""
+    def get(
+        self, cfg: DictConfig, extra_callbacks: Sequence[Any] = (), label: str | None = None
+    ) -> RunRecord:
+        """Reuse the finished run of ``cfg``, or train it (resuming a killed attempt);
+        ``label`` names the run in the log."""
         done = self.finished(cfg)
+        if label is not None:
+            log.info("%s (%s)", label, "reused" if done else "training")
         if done is not None:
             self.reused += 1
             return done

@@ -13,7 +13,7 @@ import polars as pl
 
 from widedeep.experiment.arms import scores
 from widedeep.experiment.attribution import platt_scale, variance_shares
-from widedeep.experiment.plan import NONE, Cell, Model, data_seeds, model_config
+from widedeep.experiment.plan import Cell, Model, data_seeds, levels_of, model_config
 from widedeep.experiment.results import Measured
 
 SLICE_ARMS = ("wide", "deep", "joint", "ens_best")
@@ -54,21 +54,23 @@ def frequency_slices(data: Any, fields: list[str], edges: list[int]) -> np.ndarr
     return labels[bucket]
 
 
-def _data(cfg: Any, data_seed: int | None) -> Any:
-    """The processed data of one data split, as the joint model at the main levels saw it."""
+def _data(cfg: Any, measured: Measured, data_seed: int | None) -> Any:
+    """The processed data of one data split, as the joint model at the main levels saw it
+    (loaded once per report, for the slices and the exceptions alike)."""
     from omegaconf import OmegaConf
 
     from widedeep.data.pipeline import load_data
 
-    b = cfg.bench
-    model = Model("wide_deep", 0, data_seed, b.main.wide, b.main.deep)
-    return load_data(OmegaConf.to_container(model_config(cfg, model).data, resolve=True))
+    if data_seed not in measured.datasets:
+        b = cfg.bench
+        model = Model("wide_deep", 0, data_seed, b.main.wide, b.main.deep)
+        data_cfg = OmegaConf.to_container(model_config(cfg, model).data, resolve=True)
+        measured.datasets[data_seed] = load_data(data_cfg)
+    return measured.datasets[data_seed]
 
 
 def _main_cell(arm: str, cfg: Any, data_seed: int | None, seed: int) -> Cell:
-    w, d = cfg.bench.main.wide, cfg.bench.main.deep
-    levels = {"wide": (w, NONE), "deep": (NONE, d)}.get(arm, (w, d))
-    return Cell(arm, seed, data_seed, *levels)
+    return Cell(arm, seed, data_seed, *levels_of(arm, cfg.bench.main.wide, cfg.bench.main.deep))
 
 
 def _joint_towers(measured: Measured, cell: Cell) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +86,7 @@ def slice_table(cfg: Any, measured: Measured) -> pl.DataFrame:
     sl = cfg.bench.slices
     rows = []
     for data_seed in data_seeds(cfg.bench):
-        labels = frequency_slices(_data(cfg, data_seed), list(sl.fields), list(sl.edges))
+        labels = frequency_slices(_data(cfg, measured, data_seed), list(sl.fields), list(sl.edges))
         for seed in cfg.bench.seeds:
             outs = {a: measured.outputs[_main_cell(a, cfg, data_seed, seed)] for a in SLICE_ARMS}
             zw, zd = _joint_towers(measured, _main_cell("joint", cfg, data_seed, seed))
@@ -125,7 +127,7 @@ def exception_recovery(cfg: Any, measured: Measured) -> pl.DataFrame | None:
         return None
     rows = []
     for data_seed in data_seeds(cfg.bench):
-        extras = _data(cfg, data_seed).extras["test"]
+        extras = _data(cfg, measured, data_seed).extras["test"]
         effect = extras["exception_effect"].to_numpy()
         mask = extras["is_exception"].to_numpy()
         for seed in cfg.bench.seeds:
