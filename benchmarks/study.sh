@@ -4,9 +4,14 @@
 # trains it, so running this again reuses everything finished and resumes the rest.
 #   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|frappe|size-synthetic|phase|all]
 # Budget and timings: benchmarks/README.md ("The tuned study").
+# A run is reused only by a checkout whose training code (core, nn, optim, data, training)
+# is the one that trained it: resume a study from a worktree at the commit its runs name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export WIDEDEEP_BENCH_STORE=${WIDEDEEP_BENCH_STORE:-$HOME/.cache/widedeep/bench-store}
+# Every finished run, sealed (no checkpoints), and the tuning studies: committed, so that the
+# next session resumes from them (benchmarks/README.md, "Resuming the study").
+export WIDEDEEP_BENCH_ARCHIVE=${WIDEDEEP_BENCH_ARCHIVE:-$PWD/benchmarks/archive}
 BENCH=${BENCH:-.venv/bin/widedeep-bench}
 # 30 trials per trained model; an epoch cap early stopping reaches first (results.csv:
 # stopped_early, epochs / best epoch). The primary comparisons run the main levels only

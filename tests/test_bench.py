@@ -352,3 +352,44 @@ def test_the_frontier_picks_the_fewest_cross_weights_within_tolerance_on_split_b
     )
     picked = frontier(cfg, table).filter(pl.col("chosen"))
     assert picked["wide_level"].to_list() == ["l1_small", "l1_small"]
+
+
+@pytest.mark.slow
+def test_the_archive_resumes_a_study_in_a_fresh_store_without_retraining(tmp_path, monkeypatch):
+    """A later checkout has the archive (committed) but not the store: it trains nothing, and
+    a stagewise run whose frozen tower is only sealed retrains that tower first, to the same
+    result."""
+    from widedeep.experiment.harness import measure
+    from widedeep.training import run as training_run
+
+    extra = [*SMALL_BENCH, "bench.tune.trials=2", "bench.tune.n_startup_trials=1",
+             "bench.grid=main", "bench.controls=[stagewise_deep_first]",
+             f"bench.archive={tmp_path}/archive"]
+    first = measure(bench_cfg(tmp_path / "a", *extra))
+    sealed = sorted((tmp_path / "archive" / "runs").iterdir())
+    assert len(sealed) == len({r.path.name for r in first.records.values()})
+    assert not any((run / "checkpoints").exists() for run in sealed)
+    splits = pl.read_parquet(sealed[0] / "predictions.parquet")["split"].unique().to_list()
+    assert sorted(splits) == ["test", "valid_b"]
+    compared = ["arm", "test_auc", "valid_b_auc", "wide_cross_nonzero", "run_keys"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although the archive holds the run")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training_run, "train", no_training)
+        again = measure(bench_cfg(tmp_path / "b", *extra))  # tuning included: 0 new trials
+    assert again.table.select(compared).equals(first.table.select(compared))
+    assert all(r.sealed for r in again.records.values())
+
+    stagewise = next(
+        run for run in sealed
+        if json.loads((run / "run.json").read_text())["document"]["config"]["model"]["frozen"]
+    )
+    import shutil
+
+    shutil.rmtree(stagewise)
+    third = measure(bench_cfg(tmp_path / "c", *extra))
+    retrained = sorted(p.name for p in (tmp_path / "c" / "store" / "runs").iterdir())
+    assert len(retrained) == 2 and stagewise.name in retrained  # the frozen tower, then it
+    assert third.table.select(compared).equals(first.table.select(compared))

@@ -83,6 +83,10 @@ def train_all(
         dep = model.dependency()
         init_from = str(records[dep].best_checkpoint) if dep is not None else None
         run_cfg = model_config(cfg, model, tuned, init_from)
+        if dep is not None and records[dep].sealed and store.finished(run_cfg) is None:
+            # the run to start from is only sealed (no checkpoint): train it into the store
+            records[dep] = store.get(model_config(cfg, dep, tuned), need_checkpoint=True)
+            run_cfg = model_config(cfg, model, tuned, str(records[dep].best_checkpoint))
         records[model] = store.get(run_cfg, label=f"bench model {k}/{len(todo)}: {model.name}")
     return records
 
@@ -114,7 +118,10 @@ def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[s
     b, t = cfg.bench, cfg.bench.tune
     spaces = OmegaConf.to_container(t.space, resolve=True)
     Path(b.store).mkdir(parents=True, exist_ok=True)
-    storage = t.storage or sqlite_url(Path(b.store) / "tuning.db")
+    # The studies live beside the sealed runs when there is an archive (they outlive the store).
+    home = Path(b.archive) if b.get("archive") else Path(b.store)
+    home.mkdir(parents=True, exist_ok=True)
+    storage = t.storage or sqlite_url(home / "tuning.db")
     fixed = {k for tower in ("wide", "deep") for k in levels(b, tower)[b.main[tower]]}
     tuned: dict[tuple[str, str], dict[str, Any]] = {}
     for kind in ("wide", "deep", "wide_deep"):
@@ -126,7 +133,9 @@ def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[s
         def objective(params: dict[str, Any], trial: Any, model: Model = model) -> float:
             run_cfg = model_config(cfg, model, {(model.kind, "per_model"): params})
             return trial_score(
-                lambda callbacks: store.get(run_cfg, callbacks).metrics, trial, cfg.trainer.monitor
+                lambda callbacks: store.get(run_cfg, callbacks, seal=False).metrics,
+                trial,
+                cfg.trainer.monitor,
             )
 
         base = run_key(model_config(cfg, model))[:12]
@@ -153,7 +162,8 @@ def measure(cfg: DictConfig) -> Measured:
     b = cfg.bench
     cells = plan(b)
     check_plan(cfg, cells)
-    store = RunStore(Path(b.store) / "runs", reuse=bool(b.get("reuse", True)))
+    archive = Path(b.archive) / "runs" if b.get("archive") else None
+    store = RunStore(Path(b.store) / "runs", reuse=bool(b.get("reuse", True)), archive=archive)
     tuned = tune_kinds(cfg, store) if (b.get("tune") or {}).get("trials", 0) else {}
     records = train_all(cfg, cells, store, tuned)
     log.info("bench: %s", store.summary())

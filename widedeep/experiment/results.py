@@ -15,7 +15,7 @@ import polars as pl
 from widedeep.experiment.arms import ArmOutput, arm_output
 from widedeep.experiment.attribution import auc_drop, variance_shares
 from widedeep.experiment.plan import Cell, Model
-from widedeep.experiment.runs import RunRecord, versions
+from widedeep.experiment.runs import SEALED_SPLITS, SIZES_FILE, RunRecord, versions
 from widedeep.experiment.size import wide_nonzero_groups
 
 
@@ -38,14 +38,24 @@ class Measured:
         if model.kind == "deep":
             return 0
         if model not in self.sizes:
-            self.sizes[model] = wide_nonzero_groups(self.records[model].best_checkpoint)
+            self.sizes[model] = run_sizes(self.records[model])
         return self.sizes[model]["crosses"]
 
     def frame(self, model: Model) -> pl.DataFrame:
-        """A model's saved predictions (read once)."""
+        """A model's saved predictions of split B and test (read once): the rows a sealed run
+        keeps, so that stored and sealed members align."""
         if model not in self.frames:
-            self.frames[model] = pl.read_parquet(self.records[model].predictions)
+            frame = pl.read_parquet(self.records[model].predictions)
+            self.frames[model] = frame.filter(pl.col("split").is_in(SEALED_SPLITS))
         return self.frames[model]
+
+
+def run_sizes(record: RunRecord) -> dict[str, int]:
+    """Non-zero wide weights per group: counted when the run was sealed, else from its best
+    checkpoint."""
+    if record.sealed:
+        return json.loads((record.path / SIZES_FILE).read_text())
+    return wide_nonzero_groups(record.best_checkpoint)
 
 
 def _member_facts(members: Sequence[Model], records: Mapping[Model, RunRecord]) -> dict:

@@ -7,6 +7,12 @@ run's own dataset's) and the torch, Lightning,
 polars and numpy versions. So a changed setting, a code fix or a library upgrade trains anew,
 while a commit that only touches docs or the report keeps every run. The git commit is stored
 with each run (provenance), not keyed. A run killed half-way resumes from its last checkpoint.
+
+The archive (``bench.archive``) outlives the store: each finished run is sealed there without
+its checkpoints (run.json, metrics.json, the cross-weight counts, the training curve and the
+predictions of split B and test: what the report reads), small enough to commit, so that a
+later checkout at a commit with the same training code reuses it. A run that another must be
+initialised from (stagewise) is retrained into the store when only its sealed copy exists.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
 from widedeep.core.io import write_json
@@ -36,6 +45,8 @@ UNKEYED = {
     "trainer": ("progress_bar", "logger", "log_every_n_steps", "checkpoint_every_n_steps"),
 }
 RUN_FILE = "run.json"
+SIZES_FILE = "sizes.json"
+SEALED_SPLITS = ("valid_b", "test")  # the predictions the report reads (arms.SPLITS)
 
 
 def digest_files(dataset: str) -> list[Path]:
@@ -96,6 +107,15 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def _source_run(init_from: str) -> str:
+    """``model.init_from`` as keyed: the key of the stored or sealed run whose checkpoint it
+    is (where that run lives is no part of what trains), else the path as given."""
+    run = Path(init_from).parent.parent / RUN_FILE
+    if run.is_file():
+        return "run:" + json.loads(run.read_text())["key"]
+    return init_from
+
+
 def key_document(cfg: DictConfig) -> dict[str, Any]:
     """What a run's key digests: its training config, the training code and the versions."""
     missing = [k for k in KEYED if k not in cfg]
@@ -105,6 +125,8 @@ def key_document(cfg: DictConfig) -> dict[str, Any]:
     config = {k: resolved[k] for k in KEYED}
     for group, keys in UNKEYED.items():
         config[group] = {k: v for k, v in config[group].items() if k not in keys}
+    if config["model"].get("init_from"):
+        config["model"]["init_from"] = _source_run(str(config["model"]["init_from"]))
     return {"config": config, "code": code_digest(str(cfg.data.name)), "versions": versions()}
 
 
@@ -127,6 +149,7 @@ class RunRecord:
     reused: bool
     commit: str
     max_epochs: int  # the epoch cap: a run that reached it was not ended by early stopping
+    sealed: bool = False  # read from the archive: no checkpoints, sizes in sizes.json
 
     @property
     def predictions(self) -> Path:
@@ -137,41 +160,89 @@ class RunRecord:
         return self.path / "checkpoints" / "best.ckpt"
 
 
-class RunStore:
-    """Runs under ``root/<kind>-<key[:16]>/``; ``get(cfg)`` trains a config or reuses its run."""
+def seal(run: Path, archive: Path) -> Path:
+    """Copy a finished run into ``archive`` without its checkpoints (see the module's doc);
+    atomic: a sealed run is complete or absent. Returns the sealed run's folder."""
+    from widedeep.experiment.size import wide_nonzero_groups
 
-    def __init__(self, root: Path, reuse: bool = True) -> None:
+    target = archive / run.name
+    if (target / RUN_FILE).is_file():
+        return target
+    archive.mkdir(parents=True, exist_ok=True)
+    part = Path(tempfile.mkdtemp(prefix=f".{run.name}.", dir=archive))
+    try:
+        for name in ("metrics.json", "config.yaml"):
+            shutil.copy2(run / name, part / name)
+        if (run / "logs" / "metrics.csv").is_file():
+            (part / "logs").mkdir()
+            shutil.copy2(run / "logs" / "metrics.csv", part / "logs" / "metrics.csv")
+        frame = pl.read_parquet(run / "predictions.parquet")
+        frame.filter(pl.col("split").is_in(SEALED_SPLITS)).write_parquet(
+            part / "predictions.parquet", compression="zstd", compression_level=19
+        )
+        write_json(part / SIZES_FILE, wide_nonzero_groups(run / "checkpoints" / "best.ckpt"))
+        shutil.copy2(run / RUN_FILE, part / RUN_FILE)  # last: its presence marks a whole run
+        part.rename(target)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    return target
+
+
+class RunStore:
+    """Runs under ``root/<kind>-<key[:16]>/``; ``get(cfg)`` trains a config or reuses its run,
+    from the store or, sealed, from ``archive``; every run it returns is sealed there too."""
+
+    def __init__(self, root: Path, reuse: bool = True, archive: Path | None = None) -> None:
         self.root = Path(root)
         self.reuse = reuse
+        self.archive = None if archive is None else Path(archive)
         self.reused = 0
         self.trained = 0
 
     def path(self, cfg: DictConfig) -> Path:
         return self.root / f"{cfg.model.kind}-{run_key(cfg)[:16]}"
 
-    def finished(self, cfg: DictConfig) -> RunRecord | None:
-        """The stored run of ``cfg`` if it finished with the same full key."""
-        key, path = run_key(cfg), self.path(cfg)
+    def _read(self, cfg: DictConfig, path: Path, sealed: bool) -> RunRecord | None:
         run, metrics = path / RUN_FILE, path / "metrics.json"
-        if not (self.reuse and run.is_file() and metrics.is_file()):
+        if not (run.is_file() and metrics.is_file()):
             return None
         stored = json.loads(run.read_text())
-        if stored.get("key") != key:  # a 16-digit prefix collision
+        if stored.get("key") != run_key(cfg):  # a 16-digit prefix collision
             raise ValueError(f"{path}: holds another run (key mismatch); remove it")
         return RunRecord(
-            key, path, json.loads(metrics.read_text()), True, stored["commit"], _cap(cfg)
+            stored["key"], path, json.loads(metrics.read_text()), True, stored["commit"],
+            _cap(cfg), sealed,
         )
 
+    def finished(self, cfg: DictConfig, need_checkpoint: bool = False) -> RunRecord | None:
+        """The finished run of ``cfg`` with the same full key: in the store, else (unless
+        ``need_checkpoint``) sealed in the archive."""
+        if not self.reuse:
+            return None
+        done = self._read(cfg, self.path(cfg), sealed=False)
+        if done is None and self.archive is not None and not need_checkpoint:
+            done = self._read(cfg, self.archive / self.path(cfg).name, sealed=True)
+        return done
+
     def get(
-        self, cfg: DictConfig, extra_callbacks: Sequence[Any] = (), label: str | None = None
+        self,
+        cfg: DictConfig,
+        extra_callbacks: Sequence[Any] = (),
+        label: str | None = None,
+        need_checkpoint: bool = False,
+        seal: bool = True,
     ) -> RunRecord:
         """Reuse the finished run of ``cfg``, or train it (resuming a killed attempt);
-        ``label`` names the run in the log."""
-        done = self.finished(cfg)
+        ``label`` names the run in the log; ``need_checkpoint``: a sealed copy will not do;
+        ``seal``: copy the run into the archive (tuning trials are not sealed)."""
+        done = self.finished(cfg, need_checkpoint)
         if label is not None:
             log.info("%s (%s)", label, "reused" if done else "training")
         if done is not None:
             self.reused += 1
+            if seal and not done.sealed:
+                self._seal(done.path)
             return done
         from widedeep.training.run import train
 
@@ -193,7 +264,13 @@ class RunStore:
         )
         metrics = train(run_cfg, extra_callbacks)
         self.trained += 1
+        if seal:
+            self._seal(path)
         return RunRecord(key, path, metrics, False, git_commit(), _cap(cfg))
+
+    def _seal(self, path: Path) -> None:
+        if self.archive is not None:
+            seal(path, self.archive)
 
     def summary(self) -> str:
         total = self.reused + self.trained
