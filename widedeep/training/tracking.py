@@ -11,8 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# MLflow's own default database (its file store refuses new runs since MLflow 3.7); relative
-# to the working directory, beside the artefacts MLflow then writes to ./mlruns/<experiment>/.
+# A SQLite database (MLflow 3 refuses its plain file store unless MLFLOW_ALLOW_FILE_STORE),
+# relative to the working directory, beside the artefacts MLflow writes to ./mlruns/<id>/.
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "widedeep"
 INSTALL = "pip install -e '.[mlflow]' (or mlflow / mlflow-skinny)"
