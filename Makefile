@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,mlflow]'
 	# Hydra's Optuna sweeper (experiment=optuna_sweep) without its stale optuna<3 pin: its
 	# code runs on the current Optuna (tests/test_tuning.py runs it), the pin predates it.
 	$(BIN)/pip install --quiet --no-deps 'hydra-optuna-sweeper==1.3.0'

@@ -8,6 +8,7 @@ every model, build the arms and write the report.
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,8 @@ def train_all(
             # the run to start from is only sealed (no checkpoint): train it into the store
             records[dep] = store.get(model_config(cfg, dep, tuned), need_checkpoint=True)
             run_cfg = model_config(cfg, model, tuned, str(records[dep].best_checkpoint))
+        if run_cfg.trainer.logger == "mlflow":  # unkeyed: the run store ignores it
+            OmegaConf.update(run_cfg, "trainer.mlflow.run_name", model.name, force_add=True)
         records[model] = store.get(run_cfg, label=f"bench model {k}/{len(todo)}: {model.name}")
     return records
 
@@ -157,8 +160,19 @@ def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[s
     return tuned
 
 
+def tracked(cfg: DictConfig) -> DictConfig:
+    """Under ``trainer.logger=mlflow``, every run of the bench in one MLflow experiment:
+    ``bench-<data.name>`` unless ``trainer.mlflow.experiment`` names another."""
+    if cfg.trainer.logger != "mlflow" or OmegaConf.select(cfg, "trainer.mlflow.experiment"):
+        return cfg
+    out = copy.deepcopy(cfg)
+    OmegaConf.update(out, "trainer.mlflow.experiment", f"bench-{cfg.data.name}", force_add=True)
+    return out
+
+
 def measure(cfg: DictConfig) -> Measured:
     """Check, tune, train and collect: everything but the report."""
+    cfg = tracked(cfg)
     b = cfg.bench
     cells = plan(b)
     check_plan(cfg, cells)
@@ -180,4 +194,8 @@ def bench(cfg: DictConfig) -> Path:
     write_report(cfg, measured, out)
     if cfg.bench.get("publish"):
         write_report(cfg, measured, Path(cfg.bench.publish_dir))
+    if cfg.trainer.logger == "mlflow":  # the report and its plots beside the runs
+        from widedeep.training.tracking import log_folder_run
+
+        log_folder_run(tracked(cfg), "report", out)
     return out

@@ -42,7 +42,9 @@ KEYED = ("data", "model", "optim", "trainer", "seed")
 # Keys that change no weight: where files go, what is printed, how evaluation is batched.
 UNKEYED = {
     "data": ("cache", "cache_dir", "eval_batch_size"),
-    "trainer": ("progress_bar", "logger", "log_every_n_steps", "checkpoint_every_n_steps"),
+    "trainer": (
+        "progress_bar", "logger", "mlflow", "log_every_n_steps", "checkpoint_every_n_steps"
+    ),
 }
 RUN_FILE = "run.json"
 SIZES_FILE = "sizes.json"

@@ -6,6 +6,7 @@ line; `widedeep.cli.train` is the thin ``@hydra.main`` around it.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -73,8 +74,8 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
         cfg,
         "trainer.logger",
         str,
-        lambda v: v in ("csv", "tensorboard", "none"),
-        "must be csv, tensorboard or none",
+        lambda v: v in ("csv", "tensorboard", "mlflow", "none"),
+        "must be csv, tensorboard, mlflow or none",
     )
     _check(cfg, "trainer.num_nodes", int, *positive)
     _check(cfg, "trainer.loader", str, lambda v: v in ("memory", "stream"), "memory or stream")
@@ -122,20 +123,47 @@ def _validate_stagewise(cfg: DictConfig) -> None:
         )
 
 
-def _logger(kind: str, out: Path) -> Any:
+def _logger(cfg: DictConfig, out: Path) -> Any:
+    from importlib.util import find_spec
+
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+    from widedeep.training import tracking
+
+    kind = cfg.trainer.logger
     if kind == "csv":
         return CSVLogger(out, name="logs", version="")
     if kind == "tensorboard":
         return TensorBoardLogger(out, name="logs", version="")
+    if kind == "mlflow":
+        if find_spec("mlflow") is None:
+            raise ConfigError(f"trainer.logger=mlflow: MLflow is not installed; {tracking.INSTALL}")
+        return tracking.mlflow_logger(cfg, out)
     return False
+
+
+def _progress_bar(setting: object) -> bool:
+    """``trainer.progress_bar``: ``auto`` shows Lightning's bar only when stdout is a terminal
+    (redirected to a file, its redraws would fill it); true or false as said."""
+    if setting == "auto":
+        return sys.stdout.isatty()
+    if isinstance(setting, bool):
+        return setting
+    raise ConfigError(f"trainer.progress_bar={setting!r}: must be auto, true or false")
 
 
 def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train one model as configured; write its outputs under ``cfg.output_dir``; return metrics.
 
     ``extra_callbacks``: more Lightning callbacks for this run (e.g. a tuner's pruning callback)."""
+    from widedeep.training.console import quiet_lightning
+
+    # Lightning prints its noise at every stage: fit, validate and test.
+    with quiet_lightning():
+        return _train(cfg, extra_callbacks)
+
+
+def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -143,10 +171,12 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
     from widedeep.training.checkpoint import load_checkpoint, resume_path
+    from widedeep.training.console import ValidationLine
     from widedeep.training.datamodule import WideDeepDataModule
     from widedeep.training.module import WideDeepModule
     from widedeep.training.predict import predict_split, split_scores
     from widedeep.training.stagewise import load_frozen_tower, read_source
+    from widedeep.training.tracking import log_artifacts
 
     validate(cfg)
     # A bad resume or init_from file fails here, in one line, before minutes of data loading.
@@ -156,6 +186,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
     started = time.perf_counter()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    show_bar = _progress_bar(cfg.trainer.progress_bar)
+    logger = _logger(cfg, out)  # before data loading: a missing MLflow fails in the first second
     # Under DDP every rank runs this function; only global rank 0 writes files.
     zero = distributed.launched_as_rank_zero()
     if zero:
@@ -209,7 +241,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
         patience=cfg.trainer.patience,
         min_delta=cfg.trainer.min_delta,
     )
-    callbacks = [checkpoint, latest, stopping, *extra_callbacks]
+    callbacks = [checkpoint, latest, stopping, ValidationLine(), *extra_callbacks]
     plateau = cfg.trainer.get("reduce_lr_on_plateau")
     if plateau:
         callbacks.append(ReduceLROnPlateau(monitor, **OmegaConf.to_container(plateau)))
@@ -223,9 +255,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
         deterministic=cfg.trainer.deterministic,
         limit_train_batches=cfg.trainer.limit_train_batches,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
-        enable_progress_bar=cfg.trainer.progress_bar,
+        enable_progress_bar=show_bar,
         enable_model_summary=False,
-        logger=_logger(cfg.trainer.logger, out),
+        logger=logger,
         callbacks=callbacks,
         default_root_dir=out,
     )
@@ -279,6 +311,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
     }
     if trainer.is_global_zero:  # the other ranks' metrics are the same, synced values
         write_json(out / "metrics.json", metrics)
+        log_artifacts(trainer.logger, [out / "config.yaml", out / "metrics.json"])
         log.info(
             "%s on %s: test AUC %.4f, log loss %.4f (%s)",
             cfg.model.kind,
