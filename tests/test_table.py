@@ -4,6 +4,7 @@ datasets; and the Criteo reader on the comma-separated DeepCTR layout."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -217,6 +218,17 @@ def test_criteo_reads_the_deepctr_csv_like_the_tsv(tmp_path):
     headerless = "".join(csv.splitlines(keepends=True)[1:])
     (tmp_path / "noheader.csv").write_text(headerless)
     assert _criteo(tmp_path, "noheader.csv").equals(_criteo(tmp_path, "sample.txt"))
+    # Converted to TSV, header and 260.0 kept (the conversion that used to stop at '0.0').
+    (tmp_path / "converted.tsv").write_text(csv.replace(",", "\t"))
+    assert _criteo(tmp_path, "converted.tsv").equals(_criteo(tmp_path, "sample.txt"))
+
+
+def test_criteo_reads_the_real_deepctr_sample():
+    root = Path(os.environ.get("WIDEDEEP_DATA_DIR") or "data")
+    if not (root / "criteo" / "deepctr_criteo_sample.txt").is_file():
+        pytest.skip("no criteo/deepctr_criteo_sample.txt under $WIDEDEEP_DATA_DIR")
+    rows = _criteo(root, "criteo/deepctr_criteo_sample.txt")
+    assert rows.height == 200 and rows["I3"].dtype == pl.Int64 and rows["label"].sum() > 0
 
 
 def test_criteo_rejects_a_non_integral_count(tmp_path):

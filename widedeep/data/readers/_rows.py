@@ -256,7 +256,7 @@ class Rows:
             hint = " (data.on_bad_rows=skip skips such rows)" if self.policy == "error" else ""
             if n_bad == self.frame.height:
                 about = f"; {self.about}" if self.about else ""
-                hint = f" (and so is every {self.unit}: is the file in another format?{about})"
+                hint = f" (so is every {self.unit}: skipping would drop them all{about})"
             raise BadInputError(
                 self.path, f"{message}; the {self.unit} is {excerpt!r}{hint}", line, self.unit
             )

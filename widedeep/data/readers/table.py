@@ -234,6 +234,7 @@ def _load(cfg: Mapping[str, Any], path: Path) -> tuple[Path, Rows]:
 
 def _read_csv(cfg: Mapping[str, Any], path: Path) -> pl.DataFrame:
     sep = cfg.get("separator") or ("\t" if path.suffix.lower() in TAB_SUFFIXES else ",")
+    sep = "\t" if sep == "\\t" else sep  # data.separator='\t' from a shell is two characters
     header, columns = cfg.get("header", True), cfg.get("columns")
     if not header and not columns:
         raise ValueError("data.header=false needs data.columns: the names of the columns, "
