@@ -278,3 +278,14 @@ def test_the_readme_table_example_runs_as_written(tmp_path):
     assert "user_x_item" in result.stdout  # widedeep-data info's field table
     scores = pl.read_csv(tmp_path / "scores.csv")
     assert scores.height == 30 and scores["score"].is_between(0, 1).all()
+
+
+def test_undeclared_columns_named_line_or_text_are_no_problem(tmp_path):
+    frame = ratings(20).with_columns(line=pl.lit(7), text=pl.lit("a review"))
+    frame.write_parquet(tmp_path / "r.parquet")
+    out = READERS["table"](config(tmp_path, files=["r.parquet"]), tmp_path)
+    assert out.height == 20 and "text" not in out.columns
+    cfg = config(tmp_path, files=["r.parquet"])
+    cfg["features"]["categorical"] = ["user", "item", "text"]
+    with pytest.raises(ValueError, match=r"columns \['text'\].*reserved"):
+        READERS["table"](cfg, tmp_path)

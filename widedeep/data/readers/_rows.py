@@ -248,7 +248,9 @@ class Rows:
             return
         first = self.frame.filter(mask).head(1)
         message = reason if isinstance(reason, str) else str(first.select(reason).item())
-        excerpt = first["text"][0] if "text" in first.columns else first.drop("line").row(0)
+        # A parsed table has no raw text: its columns by name.
+        excerpt = (first["text"][0] if "text" in first.columns
+                   else first.drop("line").row(0, named=True))
         excerpt = str(excerpt)
         excerpt = excerpt if len(excerpt) <= _EXCERPT else excerpt[:_EXCERPT] + "..."
         line = int(first["line"][0])

@@ -47,6 +47,8 @@ FORMATS = {
     ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson",
 }
 TAB_SUFFIXES = (".tsv", ".txt")
+# Row bookkeeping of `Rows`: a table may not declare columns of these names.
+RESERVED = ("line", "text")
 BINARY = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
 
 
@@ -81,28 +83,38 @@ def read_files(
     cfg: Mapping[str, Any], paths: Sequence[Path], labels: str = "required"
 ) -> pl.DataFrame:
     """Several files of one table, each checked on its own (bad rows are numbered per file)."""
-    frames = [table_rows(cfg, *_load(cfg, path), labels) for path in paths]
+    frames = [table_rows(cfg, path, *_load(cfg, path), labels) for path in paths]
     return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
 
 
 def table_rows(
-    cfg: Mapping[str, Any], where: Path, rows: Rows, labels: str = "required"
+    cfg: Mapping[str, Any],
+    where: Path,
+    frame: pl.DataFrame,
+    first_line: int | None = None,
+    labels: str = "required",
 ) -> pl.DataFrame:
-    """The declared columns of raw rows, converted and checked (also for a frame in memory:
-    `frame_rows`)."""
+    """The declared columns of raw rows, converted and checked. ``first_line``: the line
+    number of a text file's first row (bad rows are then named by line), else None (by row)."""
     features = cfg.get("features") or {}
     label = dict(cfg.get("label") or {})
     source = label.get("column") or label_name(cfg)
-    names = [c for c in rows.frame.columns if c not in ("line", "text")]
+    names = frame.columns
     needed = declared_columns(cfg)
     if source not in names and not labels_optional(labels):
         needed.append(source)
     missing = [c for c in dict.fromkeys(needed) if c not in names]
+    about = describe_first_line(where) if first_line is not None else None
     if missing:
-        about = f"; {describe_first_line(where)}" if rows.unit == "line" else ""
         raise BadInputError(where, f"no column {missing} (data.features, data.label.column); "
-                            f"the table has {names}{about}")
-    rows.frame = rows.frame.select("line", *dict.fromkeys([*needed, *_present(source, names)]))
+                            f"the table has {names}" + (f"; {about}" if about else ""))
+    kept = list(dict.fromkeys([*needed, *_present(source, names)]))
+    reserved = [c for c in kept if c in RESERVED]
+    if reserved:
+        raise ValueError(f"columns {reserved}: the names {list(RESERVED)} are reserved; "
+                         "rename them in the table")
+    rows = _rows(cfg, where, frame.select(kept), first_line)
+    rows.about = about
     categorical = list(features.get("categorical") or ())
     rows.frame = rows.frame.with_columns(pl.col(categorical).cast(pl.String))
     numbers = [*(features.get("dense") or ()), *(features.get("discretize") or ())]
@@ -118,12 +130,20 @@ def table_rows(
     return rows.finish()
 
 
+def _rows(cfg: Mapping[str, Any], where: Path, frame: pl.DataFrame, first_line: int | None) -> Rows:
+    policy = bad_rows_policy(cfg)
+    if first_line is None:
+        return Rows.from_frame(where, frame, policy)
+    frame = frame.with_row_index("line", offset=first_line)
+    blank = pl.all_horizontal(pl.col(c).is_null() for c in frame.columns[1:])
+    return Rows(where, frame.filter(~blank), policy)
+
+
 def frame_rows(cfg: Mapping[str, Any], frame: pl.DataFrame, labels: str = "required",
                name: str = "frame") -> pl.DataFrame:
     """`table_rows` of a DataFrame in memory (the Python API's training and scoring input);
     bad rows are numbered as rows of ``name``."""
-    where = Path(name)
-    return table_rows(cfg, where, Rows.from_frame(where, frame, bad_rows_policy(cfg)), labels)
+    return table_rows(cfg, Path(name), frame, None, labels)
 
 
 def declared_columns(cfg: Mapping[str, Any]) -> list[str]:
@@ -205,9 +225,10 @@ def _format(cfg: Mapping[str, Any], path: Path) -> str:
     return FORMATS[suffix]
 
 
-def _load(cfg: Mapping[str, Any], path: Path) -> tuple[Path, Rows]:
-    """One file as rows of raw columns (CSV: every column a string)."""
-    fmt, policy = _format(cfg, path), bad_rows_policy(cfg)
+def _load(cfg: Mapping[str, Any], path: Path) -> tuple[pl.DataFrame, int | None]:
+    """One file's raw columns (CSV: every column a string) and, for a text file, the line
+    number of its first row."""
+    fmt = _format(cfg, path)
     try:
         if fmt == "parquet":
             frame = pl.read_parquet(path)
@@ -219,17 +240,10 @@ def _load(cfg: Mapping[str, Any], path: Path) -> tuple[Path, Rows]:
         about = f"; {describe_first_line(path)}" if fmt == "csv" else ""
         first = str(e).strip().splitlines()[0]
         raise BadInputError(path, f"cannot be read as {fmt} ({first}){about}") from e
-    if fmt != "csv":
-        return path, Rows.from_frame(path, frame, policy)
     if frame.is_empty():
-        raise BadInputError(path, "the file is empty (no data lines)")
-    # Line numbers: a header is line 1. (A quoted field spanning lines is counted as one.)
-    header = int(cfg.get("header", True))
-    frame = frame.with_row_index("line", offset=1 + header)
-    blank = pl.all_horizontal(pl.col(c).is_null() for c in frame.columns[1:])
-    rows = Rows(path, frame.filter(~blank), policy)
-    rows.about = describe_first_line(path)
-    return path, rows
+        raise BadInputError(path, "the file is empty (no rows)")
+    # A header is line 1. (A quoted field spanning lines is counted as one line.)
+    return frame, (1 + int(bool(cfg.get("header", True))) if fmt == "csv" else None)
 
 
 def _read_csv(cfg: Mapping[str, Any], path: Path) -> pl.DataFrame:
