@@ -20,7 +20,9 @@ import widedeep
 
 PACKAGE = Path(widedeep.__file__).parent
 # Each layer and the layers it may import (besides itself). The public API (widedeep/__init__)
-# may import what a plain-PyTorch user needs: core, nn, optim, data.
+# may import what a plain-PyTorch user needs: core, nn, optim, data; and, lazily, the notebook
+# API (widedeep/api.py: fit, predict), which like cli is an entry point over everything and
+# composes its config through cli.config.
 MAY_IMPORT = {
     "core": set(),
     "nn": {"core"},
@@ -30,7 +32,8 @@ MAY_IMPORT = {
     "serving": {"core", "nn", "data", "training"},
     "experiment": {"core", "nn", "optim", "data", "training"},
     "cli": {"core", "nn", "optim", "data", "training", "serving", "experiment"},
-    "": {"core", "nn", "optim", "data"},
+    "api": {"core", "nn", "optim", "data", "training", "serving", "cli"},
+    "": {"core", "nn", "optim", "data", "api"},
 }
 FRAMEWORKS = ("pytorch_lightning", "lightning", "hydra", "omegaconf", "polars")
 # Modules that would make a tower or an optimizer touch files.

@@ -1,8 +1,9 @@
 """widedeep: Wide & Deep recommenders (Cheng et al. 2016) and the joint-vs-ensemble experiment.
 
 The public API is plain PyTorch (and polars for preprocessing): nothing here imports Lightning
-or Hydra. Names load on first use: importing one layer (``widedeep.nn``) imports this package
-first, and an eager API would pull polars and the data layer into every one of them.
+or Hydra (``fit``, the notebook API in `widedeep.api`, loads them when called). Names load on
+first use: importing one layer (``widedeep.nn``) imports this package first, and an eager API
+would pull polars and the data layer into every one of them.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ _HOME = {
     "ProcessedData": "widedeep.data.columnar",
     "Schema": "widedeep.core.schema",
     "TowerLogits": "widedeep.nn.model",
+    "TrainedModel": "widedeep.api",
     "Vocabulary": "widedeep.data.vocab",
     "WideDeep": "widedeep.nn.model",
     "WideTower": "widedeep.nn.wide",
+    "fit": "widedeep.api",
     "keep_freed_memory": "widedeep.core.allocator",
+    "load_model": "widedeep.api",
 }
 
 # Literal, for tools that read it without running this file; the same names as _HOME.
@@ -49,10 +53,13 @@ __all__ = [
     "ProcessedData",
     "Schema",
     "TowerLogits",
+    "TrainedModel",
     "Vocabulary",
     "WideDeep",
     "WideTower",
+    "fit",
     "keep_freed_memory",
+    "load_model",
 ]
 __version__ = "0.1.0"
 
@@ -70,6 +77,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from widedeep.api import TrainedModel, fit, load_model
     from widedeep.core.allocator import keep_freed_memory
     from widedeep.core.batch import Batch
     from widedeep.core.schema import BagField, CategoricalField, CrossField, Schema

@@ -6,8 +6,9 @@ Keys (key=value, like widedeep-train):
   checkpoint   a run's checkpoint, or the run directory (its checkpoints/best.ckpt)
   input        a raw file as the dataset ships it (Criteo TSV, adult.test, a libFM file, ...)
   output       scores.parquet (default) or a .csv path: the suffix picks the format
-  reader       the format of input; default the run's dataset (a generated dataset: table,
-               i.e. a Parquet or CSV file of raw columns)
+  reader       the format of input; default the run's dataset (a data=table run: its own
+               columns, label and types, in any format its reader takes; a generated dataset:
+               table, i.e. a Parquet or CSV file of raw columns)
   on_bad_rows  error or skip; default the run's data.on_bad_rows
   batch_size   rows per forward pass; default the run's data.eval_batch_size
 

@@ -34,6 +34,7 @@ Entries are never evicted: delete the root (or an entry) to reclaim space.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import inspect
 import json
@@ -108,7 +109,8 @@ def writable(root: Path) -> bool:
 
 
 def input_files(cfg: Mapping[str, Any], data_root: Path) -> list[Path]:
-    """Every path named under ``data.files`` (any nesting of strings, lists and mappings)."""
+    """Every path named under ``data.files`` (any nesting of strings, lists and mappings); a
+    glob counts as the files it matches now."""
 
     def walk(value: Any) -> list[str]:
         if isinstance(value, str):
@@ -121,6 +123,10 @@ def input_files(cfg: Mapping[str, Any], data_root: Path) -> list[Path]:
 
     paths: list[Path] = []
     for rel in walk(cfg.get("files") or {}):
+        if glob.has_magic(rel):
+            paths += sorted(Path(p).resolve() for p in glob.glob(str(data_root / rel),
+                                                                  recursive=True))
+            continue
         path = (data_root / rel).resolve()
         paths += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return paths

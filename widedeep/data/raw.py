@@ -22,6 +22,7 @@ from widedeep.data.readers.avazu import read_avazu
 from widedeep.data.readers.criteo import read_criteo
 from widedeep.data.readers.libfm import read_feature_map, read_libfm_file
 from widedeep.data.readers.movielens import read_movielens
+from widedeep.data.readers.table import FORMATS, read_files
 
 # Readers whose one data file we swap for the input (MovieLens keeps its side tables).
 SWAP_FILE = {
@@ -41,6 +42,10 @@ def read_raw(data_cfg: Mapping[str, Any], path: Path, reader: str | None = None)
     may be absent (no label column then)."""
     name = reader or (TABLE if data_cfg.get("name") == "synthetic" else str(data_cfg.get("name")))
     policy, label = bad_rows_policy(data_cfg), label_name(data_cfg)
+    if name == TABLE and data_cfg.get("name") == TABLE:  # the run's own columns and types
+        # A file of a known suffix is read as such (a run trained on Parquet scores a CSV).
+        fmt = "auto" if path.suffix.lower() in FORMATS else data_cfg.get("format")
+        return read_files({**data_cfg, "files": [str(path)], "format": fmt}, [path], LABELS)
     if name == TABLE:
         return _read_table(path)
     if name == "adult":

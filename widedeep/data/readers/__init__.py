@@ -17,6 +17,7 @@ from widedeep.data.readers.criteo import read_criteo
 from widedeep.data.readers.libfm import read_libfm
 from widedeep.data.readers.movielens import read_movielens
 from widedeep.data.readers.synthetic import SyntheticConfig, generate
+from widedeep.data.readers.table import read_table
 
 Reader = Callable[[Mapping[str, Any], Path], "pl.DataFrame | dict[str, pl.DataFrame]"]
 
@@ -33,6 +34,7 @@ MODULES = {
     "frappe": "libfm",
     "movielens": "movielens",
     "adult": "adult",
+    "table": "table",
 }
 
 READERS: dict[str, Reader] = {
@@ -42,4 +44,5 @@ READERS: dict[str, Reader] = {
     "frappe": read_libfm,
     "movielens": read_movielens,
     "adult": read_adult,
+    "table": read_table,
 }

@@ -17,6 +17,7 @@ in memory: fine up to some GB, not for a whole Criteo 1TB day file.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -90,6 +91,57 @@ def data_file(cfg: Mapping[str, Any], root: Path, key: str) -> Path:
     return path
 
 
+def resolve_files(root: Path, spec: str | Sequence[str], key: str = "files") -> list[Path]:
+    """``data.<key>``: a path, a glob (``parts/*.csv``) or a list of them, under ``root`` (an
+    absolute path is itself) -> the files, each glob sorted; a name or glob that finds no file
+    is an error."""
+    names = [spec] if isinstance(spec, str) else list(spec)
+    if not names:
+        raise ValueError(f"data.{key} is empty: name a file, a glob or a list of them")
+    paths: list[Path] = []
+    for name in names:
+        where = root / str(name)
+        if glob.has_magic(str(name)):
+            found = sorted(Path(p) for p in glob.glob(str(where), recursive=True))
+            found = [p for p in found if p.is_file()]
+            if not found:
+                raise FileNotFoundError(f"data.{key}: {str(where)!r} matches no file")
+            paths += found
+        elif where.is_file():
+            paths.append(where)
+        else:
+            raise FileNotFoundError(
+                f"{where.resolve()}: no such file (data.{key}; relative names are looked up "
+                f"under data.root={str(root)!r})"
+            )
+    return paths
+
+
+SEPARATORS = ("\t", ",", ";", "|")
+
+
+def describe_first_line(path: Path, limit: int = 1 << 20) -> str:
+    """What the first line of a text file looks like, for an error about its format: how many
+    fields it has with which separator, and whether it reads as a header (no field is empty
+    or a number)."""
+    with open(path, "rb") as f:
+        line = f.readline(limit).decode("utf-8", "replace").rstrip("\r\n")
+    sep = max(SEPARATORS, key=line.count)
+    fields = line.split(sep) if line.count(sep) else [line]
+    shown = sep.join(fields[:4]) + (sep + "..." if len(fields) > 4 else "")
+    kind = "a header" if all(f.strip() and not _is_number(f) for f in fields) else "data"
+    how = f"separated by {sep!r}" if len(fields) > 1 else f"(no {' '.join(map(repr, SEPARATORS))})"
+    return f"line 1 looks like {kind}: {len(fields)} fields {how}, {shown!r}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def bucket_labels(expr: pl.Expr, boundaries: Sequence[int]) -> pl.Expr:
     """Integers -> buckets ``[b_k, b_k+1)`` named ``<b0``, ``b0-(b1-1)``, ..., ``bn+``."""
     inner = [f"{a}-{b - 1}" for a, b in zip(boundaries, boundaries[1:], strict=False)]
@@ -140,6 +192,9 @@ class Rows:
         self.path, self.frame, self.policy, self.unit = path, frame, policy, unit
         self.skipped = 0
         self.header: list[str] | None = None
+        # What the file looks like (`describe_first_line`), told when every row is bad: then
+        # the file is in another format, and skipping bad rows would drop them all.
+        self.about: str | None = None
 
     @classmethod
     def from_text(
@@ -193,12 +248,17 @@ class Rows:
             return
         first = self.frame.filter(mask).head(1)
         message = reason if isinstance(reason, str) else str(first.select(reason).item())
-        excerpt = first["text"][0] if "text" in first.columns else first.drop("line").row(0)
+        # A parsed table has no raw text: its columns by name.
+        excerpt = (first["text"][0] if "text" in first.columns
+                   else first.drop("line").row(0, named=True))
         excerpt = str(excerpt)
         excerpt = excerpt if len(excerpt) <= _EXCERPT else excerpt[:_EXCERPT] + "..."
         line = int(first["line"][0])
         if self.policy != "skip":
             hint = " (data.on_bad_rows=skip skips such rows)" if self.policy == "error" else ""
+            if n_bad == self.frame.height:
+                about = f"; {self.about}" if self.about else ""
+                hint = f" (so is every {self.unit}: skipping would drop them all{about})"
             raise BadInputError(
                 self.path, f"{message}; the {self.unit} is {excerpt!r}{hint}", line, self.unit
             )
@@ -258,6 +318,17 @@ class Rows:
             self.reject(failed, pl.format("field {} is not {}: '{}'", pl.lit(c), pl.lit(kind),
                                           pl.col(c)))
         self.frame = self.frame.with_columns(pl.col(c).cast(dtype) for c in columns)
+
+    def to_integers(self, columns: Sequence[str]) -> None:
+        """String columns -> Int64, accepting integers written as floats (``260.0``, as pandas
+        writes an integer column with missing values); anything else is a bad row."""
+        for c in columns:
+            as_float = pl.col(c).cast(pl.Float64, strict=False)
+            integral = pl.when(as_float == as_float.floor()).then(as_float.cast(pl.Int64))
+            value = pl.coalesce(pl.col(c).cast(pl.Int64, strict=False), integral)
+            self.reject(pl.col(c).is_not_null() & value.is_null(),
+                        pl.format("field {} is not an integer: '{}'", pl.lit(c), pl.col(c)))
+            self.frame = self.frame.with_columns(value.alias(c))
 
     def to_label(self, column: str, values: Mapping[str, int], out: str = "label") -> None:
         """Map raw labels to Int8 0/1 under ``out``; any other value is a bad row."""

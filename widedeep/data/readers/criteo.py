@@ -7,6 +7,11 @@ line has 39 tabs. The Kaggle ``train.txt``, its prefixes and the Criteo 1TB ``da
 this layout. There is no shipped split: the pipeline splits the rows as ``cfg.split`` says.
 When serving (``labels="optional"``), unlabeled files are accepted too: 39 fields, ``I1..I13``
 and ``C1..C26`` (the Kaggle ``test.txt``); the first line decides, and every line must match.
+
+Also read: the same fields comma-separated, with or without the header ``label,I1,..,C26``
+(DeepCTR's ``criteo_sample.txt`` and the CSVs pandas writes, where a count column with missing
+values comes out as floats: ``260.0``). The first line decides the separator and the header;
+integers written as integral floats are accepted in every layout.
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ from typing import Any
 
 import polars as pl
 
-from ._rows import Rows, bad_rows_policy, data_file, label_name, labels_optional
+from ._rows import (
+    Rows,
+    bad_rows_policy,
+    data_file,
+    describe_first_line,
+    label_name,
+    labels_optional,
+)
 
 INTEGER = [f"I{i}" for i in range(1, 14)]
 CATEGORICAL = [f"C{i}" for i in range(1, 27)]
@@ -31,15 +43,20 @@ def read_criteo(
     for an unlabeled file, accepted only with ``labels="optional"``)."""
     path, policy = data_file(cfg, root, "train"), bad_rows_policy(cfg)
     optional = labels_optional(labels)
-    unlabeled = optional and _first_line_fields(path) == len(COLUMNS) - 1
-    fast = _read_well_formed(path, label_name(cfg), COLUMNS[1:] if unlabeled else COLUMNS)
-    if fast is not None:
-        return fast
-    # Something is malformed: the line-by-line reader names the line (or skips and counts).
-    rows = Rows.from_text(path, policy)
-    names = rows.layout("\t", COLUMNS, "label" if optional else None)
-    rows.split("\t", names)
-    rows.to_numbers(INTEGER)
+    sep, header = _layout(path)
+    if sep == "\t" and not header:
+        unlabeled = optional and _first_line_fields(path) == len(COLUMNS) - 1
+        fast = _read_well_formed(path, label_name(cfg), COLUMNS[1:] if unlabeled else COLUMNS)
+        if fast is not None:
+            return fast
+    # A CSV, or something is malformed: the line-by-line reader names the line (or skips and
+    # counts).
+    rows = Rows.from_text(path, policy, header=COLUMNS if header else None, sep=sep,
+                          optional="label" if optional else None)
+    rows.about = describe_first_line(path)
+    names = rows.header or rows.layout(sep, COLUMNS, "label" if optional else None)
+    rows.split(sep, names)
+    rows.to_integers(INTEGER)
     if "label" in names:
         rows.to_label("label", {"0": 0, "1": 1}, label_name(cfg))
     return rows.finish()
@@ -77,6 +94,16 @@ def _read_well_formed(path: Path, label: str, columns: list[str]) -> pl.DataFram
     # The same column order as the checking reader: features first, the label last.
     kept = [pl.col("label").alias(label)] if labelled else []
     return frame.select(*INTEGER, *CATEGORICAL, *kept)
+
+
+def _layout(path: Path, limit: int = 1 << 20) -> tuple[str, bool]:
+    """(separator, whether line 1 is the header ``label,I1..C26``) from the first line: a tab
+    if it has one, else a comma if it has the commas of 39 or 40 fields."""
+    with open(path, "rb") as f:
+        line = f.readline(limit).decode("utf-8", "replace").rstrip("\r\n")
+    sep = "\t" if "\t" in line or line.count(",") < len(COLUMNS) - 2 else ","
+    fields = [f.strip() for f in line.split(sep)]
+    return sep, fields in (COLUMNS, COLUMNS[1:])
 
 
 def _first_line_fields(path: Path, limit: int = 1 << 20) -> int:
