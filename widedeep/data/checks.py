@@ -1,6 +1,7 @@
 """The name-like values of a dataset config, checked before any data is read: the dataset,
 the split method, the dense transform, the bad-row policy, the keys of each cross. Each error
-names the key and the valid choices (`widedeep.core.suggest`)."""
+names the key and the valid choices (`widedeep.core.suggest`). And, once the data is built,
+the fields that hold one value only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from widedeep.core.suggest import did_you_mean, unknown_choice
+from widedeep.data.columnar import ProcessedData
 from widedeep.data.preprocess import DENSE_TRANSFORMS, CrossSpec
 from widedeep.data.readers import READERS
 from widedeep.data.readers._rows import ON_BAD_ROWS
@@ -51,3 +53,15 @@ def check_data_names(cfg: Mapping[str, Any]) -> None:
                 hint = did_you_mean(str(key), CROSS_KEYS)
                 raise ValueError(f"data.features.crosses[{i}].{key}: no such key{hint}; "
                                  f"a cross has {', '.join(CROSS_KEYS)}")
+
+
+def constant_fields(data: ProcessedData) -> list[str]:
+    """The categorical and dense fields with one value on every training row (e.g. Avazu's
+    hour_of_day on a one-hour file): they cost parameters and carry nothing."""
+    train = data.splits.get("train")
+    if train is None or len(train) == 0:
+        return []
+    names = [f.name for f in data.schema.categorical]
+    columns = [(n, train.categorical[:, j]) for j, n in enumerate(names)]
+    columns += [(n, train.dense[:, j]) for j, n in enumerate(data.schema.dense)]
+    return [name for name, values in columns if bool((values == values[0]).all())]

@@ -196,6 +196,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+    from widedeep.data.checks import constant_fields
     from widedeep.data.selection import SELECTION_SPLIT
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
@@ -230,6 +231,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
         loader_workers=cfg.trainer.loader_workers,
     )
     dm.setup()
+    constant = constant_fields(dm.data)
+    if constant:  # e.g. an hour-of-day field on one hour of rows
+        log.warning("dataset %r: constant on every training row: %s", cfg.data.name, constant)
     # The fitted preprocessing beside the checkpoint: widedeep-predict encodes raw rows with it.
     if zero:
         dm.data.preprocessor.save(out / "preprocessor")
