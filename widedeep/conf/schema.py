@@ -12,7 +12,9 @@ every field is MISSING here. Open nodes (``dict[str, Any]``), and why they must 
   optimizer's or scheduler's own signature.
 - ``data.features.crosses`` items (fields, hashed, num_buckets, min_count, name: checked
   against `widedeep.data.preprocess.CrossSpec`); ``trainer.reduce_lr_on_plateau`` (each key
-  optional with the callback's default; checked in `validate`).
+  optional with the callback's default) and ``data.selection`` (ratio, seed): null or a
+  mapping, typed Any because OmegaConf 2.3 cannot merge a mapping into a null dataclass or
+  dict field; `validate` checks their keys.
 - maps keyed by names, not by the schema: ``model.deep.embedding_dims`` (fields),
   ``data.features.min_counts`` (fields), ``bench.sweep.*.overrides`` (config keys, checked by
   the harness), ``tune.space`` / ``bench.tune.space`` (config keys, parsed by the tuner).
@@ -93,9 +95,7 @@ class Data:
     batch_size: int = MISSING
     eval_batch_size: int = MISSING
     features: Features = field(default_factory=Features)
-    # null or {ratio, seed (optional)}. A mapping-or-null field is `Any`: OmegaConf 2.3 cannot
-    # merge a mapping into a null `X | None` field (checked in validate instead).
-    selection: Any = None
+    selection: Any = None  # null or {ratio, seed (optional)}: see the module docstring
     cache: bool | None = None  # null: on for file datasets
     cache_dir: str | None = None  # null: $WIDEDEEP_CACHE_DIR, else ~/.cache/widedeep
 
