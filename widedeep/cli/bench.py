@@ -25,11 +25,9 @@ def _hydra_entry(cfg: Any) -> None:
 
 
 def main() -> None:
-    import hydra
+    from widedeep.cli.config import run_app
 
-    from widedeep.cli.config import CONFIG_PATH
-
-    hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")(_hydra_entry)()
+    run_app("widedeep-bench", "bench", _hydra_entry)
 
 
 if __name__ == "__main__":

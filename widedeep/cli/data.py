@@ -53,10 +53,12 @@ def _load(overrides: Sequence[str]) -> tuple[Any, float]:
     from omegaconf import OmegaConf
 
     from widedeep.cli.config import compose_config
+    from widedeep.data.checks import check_data_names
     from widedeep.data.pipeline import load_data
 
     cfg = compose_config(list(overrides))
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    check_data_names(data_cfg)  # before minutes of reading
     started = time.perf_counter()
     try:
         data = load_data(data_cfg)
@@ -90,6 +92,7 @@ def _info(overrides: Sequence[str]) -> None:
     import polars as pl
 
     from widedeep.core.schema import OOV_ID
+    from widedeep.data.checks import constant_fields
     from widedeep.data.preprocess import oov_rate
 
     data, seconds = _load(overrides)
@@ -118,6 +121,9 @@ def _info(overrides: Sequence[str]) -> None:
           "OOV % = share of ids equal to 1")
     if schema.dense:
         print(f"dense fields: {', '.join(schema.dense)}")
+    constant = constant_fields(data)
+    if constant:
+        print(f"constant (one value on every training row; no information): {', '.join(constant)}")
 
 
 def _download(name: str, root: Path | None, base_url: str | None, force: bool) -> None:

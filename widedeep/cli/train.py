@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
-from widedeep.cli.config import CONFIG_PATH, hydra_multirun
+from widedeep.cli.config import hydra_multirun, run_app
 from widedeep.cli.errors import report_user_error
 from widedeep.core.allocator import keep_freed_memory
 from widedeep.training.run import train, validate
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _hydra_entry(cfg: DictConfig) -> float:
     try:
         keep_freed_memory()  # before the first batch; idempotent (a multirun calls it per job)
@@ -30,7 +28,7 @@ def _hydra_entry(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    _hydra_entry()
+    run_app("widedeep-train", "train", _hydra_entry)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,9 @@ def _hydra_entry(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    import hydra
+    from widedeep.cli.config import run_app
 
-    from widedeep.cli.config import CONFIG_PATH
-
-    entry = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="tune_train")
-    entry(_hydra_entry)()
+    run_app("widedeep-tune", "tune_train", _hydra_entry)
 
 
 if __name__ == "__main__":

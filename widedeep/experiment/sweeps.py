@@ -9,11 +9,25 @@ from pathlib import Path
 import polars as pl
 
 
+def run_overrides(run: Path) -> dict[str, str]:
+    """The command-line overrides of the run in ``run`` (Hydra's .hydra/overrides.yaml), by
+    key: ``{"optim.wide.lr": "0.1"}``; {} for a run Hydra did not start."""
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    from omegaconf import OmegaConf
+
+    pairs = (str(o).split("=", 1) for o in OmegaConf.load(path))
+    return {key.lstrip("+~"): value for key, value in (p for p in pairs if len(p) == 2)}
+
+
 def collect(root: Path) -> pl.DataFrame:
-    """One row per ``metrics.json`` found below ``root``."""
-    rows = []
+    """One row per ``metrics.json`` found below ``root``, with a column per override key of
+    the runs (those of a sweep tell its rows apart), after the seed."""
+    rows, overrides = [], []
     for path in sorted(root.rglob("metrics.json")):
         m = json.loads(path.read_text())
+        overrides.append(run_overrides(path.parent))
         rows.append(
             {
                 "dataset": m["dataset"],
@@ -31,7 +45,12 @@ def collect(root: Path) -> pl.DataFrame:
         )
     if not rows:
         raise FileNotFoundError(f"no metrics.json below {root}")
-    return pl.DataFrame(rows).sort("dataset", "model", "seed")
+    keys = sorted({k for o in overrides for k in o} - {"seed", "model", "data"})
+    rows = [
+        {**{k: r[k] for k in ("dataset", "model", "seed")}, **{k: o.get(k) for k in keys}, **r}
+        for r, o in zip(rows, overrides, strict=True)
+    ]
+    return pl.DataFrame(rows).sort("dataset", "model", "seed", *keys, nulls_last=True)
 
 
 def to_markdown(frame: pl.DataFrame) -> str:

@@ -17,6 +17,7 @@ import polars
 from omegaconf import DictConfig, OmegaConf
 
 from widedeep.core.io import atomic_write, write_json
+from widedeep.core.suggest import did_you_mean, unknown_choice
 
 log = logging.getLogger("widedeep")
 
@@ -25,9 +26,15 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key."""
 
 
+LOGGERS = ("csv", "tensorboard", "mlflow", "none")
+MONITORS = ("auc", "auc_minus_logloss")
+PLATEAU_KEYS = ("factor", "min_lr", "min_delta")
+
+
 def _check(
     cfg: DictConfig, key: str, kind: type | tuple[type, ...], test=None, need: str = ""
 ) -> None:
+    """``key``'s value is a ``kind`` (for the nodes the schema leaves open) passing ``test``."""
     value = OmegaConf.select(cfg, key, throw_on_missing=True)
     if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
@@ -36,57 +43,106 @@ def _check(
         raise ConfigError(f"{key}={value!r}: {need}")
 
 
+def _range(cfg: DictConfig, key: str, test, need: str) -> None:
+    """``key``'s value passes ``test`` (its type is the schema's, widedeep/conf/schema.py)."""
+    value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    if not test(value):
+        raise ConfigError(f"{key}={value!r}: {need}")
+
+
+def _choose(cfg: DictConfig, key: str, valid) -> None:
+    problem = unknown_choice(key, OmegaConf.select(cfg, key, throw_on_missing=True), valid)
+    if problem:
+        raise ConfigError(problem)
+
+
+def _keys(where: str, given, valid) -> None:
+    """Every key of an open node (``given``) is one of ``valid``."""
+    for key in given:
+        if key not in valid:
+            raise ConfigError(
+                f"{where}.{key}: no such key{did_you_mean(str(key), valid)}; "
+                f"{where} takes {', '.join(sorted(valid))}"
+            )
+
+
 def validate(cfg: DictConfig, sweep: bool = False) -> None:
-    """Catch wrong types and values before minutes of data loading, with the key's name.
+    """Catch wrong values and names before minutes of data loading, with the key's name.
+    The schema (widedeep/conf/schema.py) has checked the keys and the types of a composed
+    config; this checks ranges, choices, the open nodes and what depends on several keys.
     ``sweep``: the process runs a job of a local Hydra sweep (see `distributed.check`)."""
+    from widedeep.data.checks import check_data_names
     from widedeep.nn.build import KINDS
+    from widedeep.nn.deep import ACTIVATIONS
     from widedeep.training import distributed
+    from widedeep.training.datamodule import LOADERS
 
     positive = (lambda v: v > 0, "must be > 0")
-    _check(cfg, "seed", int)
-    _check(cfg, "data.name", str)
-    _check(cfg, "data.batch_size", int, *positive)
-    _check(cfg, "data.eval_batch_size", int, *positive)
-    _check(cfg, "model.kind", str, lambda v: v in KINDS, f"must be one of {KINDS}")
-    _check(cfg, "model.deep.embedding_dim", int, *positive)
-    _check(cfg, "model.deep.dropout", (int, float), lambda v: 0 <= v < 1, "must be in [0, 1)")
+    at_least_0 = (lambda v: v >= 0, "must be >= 0")
+    _check(cfg, "seed", int)  # the root has no schema (see widedeep/conf/schema.py)
+    try:
+        check_data_names(cfg.data)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    _range(cfg, "data.batch_size", *positive)
+    _range(cfg, "data.eval_batch_size", *positive)
+    _choose(cfg, "model.kind", KINDS)
+    _choose(cfg, "model.deep.activation", ACTIVATIONS)
+    _range(cfg, "model.deep.embedding_dim", *positive)
+    _range(cfg, "model.deep.dropout", lambda v: 0 <= v < 1, "must be in [0, 1)")
     hidden = cfg.model.deep.hidden
-    if not OmegaConf.is_list(hidden) or not all(isinstance(h, int) and h > 0 for h in hidden):
+    if not all(isinstance(h, int) and h > 0 for h in hidden):
         raise ConfigError(f"model.deep.hidden={hidden}: expected a list of positive ints")
     _validate_selection(cfg)
     _validate_stagewise(cfg)
-    _check(cfg, "trainer.max_epochs", int, *positive)
-    _check(cfg, "trainer.patience", int, lambda v: v >= 0, "must be >= 0")
-    monitors = ("auc", "auc_minus_logloss")
-    _check(cfg, "trainer.monitor", str, lambda v: v in monitors, f"must be one of {monitors}")
+    _range(cfg, "trainer.max_epochs", *positive)
+    _range(cfg, "trainer.patience", *at_least_0)
+    _choose(cfg, "trainer.monitor", MONITORS)
     plateau = cfg.trainer.get("reduce_lr_on_plateau")
     if plateau is not None:
-        if not OmegaConf.is_dict(plateau) or set(plateau) - {"factor", "min_lr", "min_delta"}:
+        if not OmegaConf.is_dict(plateau):
             raise ConfigError(
                 f"trainer.reduce_lr_on_plateau={plateau}: expected null or "
                 "{factor: 0.1, min_lr: 1e-6, min_delta: 1e-6} (each optional)"
             )
+        _keys("trainer.reduce_lr_on_plateau", plateau, PLATEAU_KEYS)
         bounds = {"factor": (lambda v: 0 < v < 1, "must be in (0, 1)")}
         for key in plateau:
-            test, need = bounds.get(key, (lambda v: v >= 0, "must be >= 0"))
+            test, need = bounds.get(key, at_least_0)
             _check(cfg, f"trainer.reduce_lr_on_plateau.{key}", (int, float), test, need)
-    _check(
-        cfg,
-        "trainer.logger",
-        str,
-        lambda v: v in ("csv", "tensorboard", "mlflow", "none"),
-        "must be csv, tensorboard, mlflow or none",
-    )
-    _check(cfg, "trainer.num_nodes", int, *positive)
-    _check(cfg, "trainer.loader", str, lambda v: v in ("memory", "stream"), "memory or stream")
-    _check(cfg, "trainer.shuffle_buffer", int, lambda v: v >= 0, "must be >= 0")
-    _check(cfg, "trainer.loader_workers", int, lambda v: v >= 0, "must be >= 0")
+    _choose(cfg, "trainer.logger", LOGGERS)
+    _range(cfg, "trainer.num_nodes", *positive)
+    _choose(cfg, "trainer.loader", LOADERS)
+    _range(cfg, "trainer.shuffle_buffer", *at_least_0)
+    _range(cfg, "trainer.loader_workers", *at_least_0)
     problem = distributed.check(cfg, sweep)
     if problem:
         raise ConfigError(problem)
+    _validate_optim(cfg)
+
+
+def _validate_optim(cfg: DictConfig) -> None:
+    """Each tower's optimizer and the scheduler: known names, and only the settings their own
+    signatures take (the schema leaves these nodes open: the settings depend on the name)."""
+    import inspect
+
+    from widedeep.optim.factory import OPTIMIZERS, SCHEDULERS
+
+    def takes(cls: type, *extra: str) -> set[str]:
+        params = inspect.signature(cls.__init__).parameters
+        return {*params} - {"self", "params", "optimizer", "args", "kwargs"} | {*extra}
+
     for tower in ("wide", "deep"):
-        _check(cfg, f"optim.{tower}.name", str)
-        _check(cfg, f"optim.{tower}.lr", (int, float), *positive)
+        settings = cfg.optim[tower]
+        _choose(cfg, f"optim.{tower}.name", OPTIMIZERS)
+        _check(cfg, f"optim.{tower}.lr", (int, float), lambda v: v > 0, "must be > 0")
+        # lr: FTRL's alpha (the factory renames it); embedding_l2: the factory's own penalty
+        _keys(f"optim.{tower}", settings, takes(OPTIMIZERS[settings.name], "name", "lr",
+                                                "embedding_l2"))
+    scheduler = cfg.optim.get("scheduler")
+    if scheduler is not None and scheduler.get("name"):
+        _choose(cfg, "optim.scheduler.name", SCHEDULERS)
+        _keys("optim.scheduler", scheduler, takes(SCHEDULERS[scheduler.name], "name"))
 
 
 def _validate_selection(cfg: DictConfig) -> None:
@@ -94,8 +150,9 @@ def _validate_selection(cfg: DictConfig) -> None:
     selection = cfg.data.get("selection")
     if selection is None:
         return
-    if not OmegaConf.is_dict(selection) or set(selection) - {"ratio", "seed"}:
+    if not OmegaConf.is_dict(selection):
         raise ConfigError(f"data.selection={selection}: expected null or {{ratio: 0.5, seed: 0}}")
+    _keys("data.selection", selection, ("ratio", "seed"))
     _check(cfg, "data.selection.ratio", (int, float), lambda v: 0 < v < 1, "must be in (0, 1)")
     if selection.get("seed") is not None:
         _check(cfg, "data.selection.seed", int, lambda v: v >= 0, "must be >= 0")
@@ -110,7 +167,7 @@ def _validate_stagewise(cfg: DictConfig) -> None:
                 f"model.init_from={init_from!r}: only used with model.frozen=wide or deep"
             )
         return
-    _check(cfg, "model.frozen", str, lambda v: v in ("wide", "deep"), "must be null, wide or deep")
+    _choose(cfg, "model.frozen", ("wide", "deep"))
     if cfg.model.kind != "wide_deep":
         raise ConfigError(
             f"model.frozen={frozen!r}: needs model.kind=wide_deep (got {cfg.model.kind!r}); a "
@@ -167,6 +224,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+    from widedeep.data.checks import constant_fields
     from widedeep.data.selection import SELECTION_SPLIT
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
@@ -205,6 +263,9 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         loader_workers=cfg.trainer.loader_workers,
     )
     dm.setup()
+    constant = constant_fields(dm.data)
+    if constant:  # e.g. an hour-of-day field on one hour of rows
+        log.warning("dataset %r: constant on every training row: %s", cfg.data.name, constant)
     # The fitted preprocessing beside the checkpoint: widedeep-predict encodes raw rows with it.
     if zero:
         dm.data.preprocessor.save(out / "preprocessor")

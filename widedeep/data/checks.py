@@ -1,0 +1,67 @@
+"""The name-like values of a dataset config, checked before any data is read: the dataset,
+the split method, the dense transform, the bad-row policy, the keys of each cross. Each error
+names the key and the valid choices (`widedeep.core.suggest`). And, once the data is built,
+the fields that hold one value only."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from widedeep.core.suggest import did_you_mean, unknown_choice
+from widedeep.data.columnar import ProcessedData
+from widedeep.data.preprocess import DENSE_TRANSFORMS, CrossSpec
+from widedeep.data.readers import READERS
+from widedeep.data.readers._rows import ON_BAD_ROWS
+
+SPLIT_METHODS = ("random", "time", "shipped")
+# Keys under ``data`` whose value is one of a known set; a key a dataset lacks is skipped.
+# A dataset with a choice of its own (e.g. data=table's format) adds a line here.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "name": tuple(READERS),
+    "split.method": SPLIT_METHODS,
+    "features.dense_transform": DENSE_TRANSFORMS,
+    "on_bad_rows": ON_BAD_ROWS,
+}
+CROSS_KEYS = tuple(f.name for f in dataclasses.fields(CrossSpec))
+
+
+def _select(cfg: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return dataclasses.MISSING
+        value = value[part]
+    return value
+
+
+def check_data_names(cfg: Mapping[str, Any]) -> None:
+    """Raise ValueError on the first name-like value of ``cfg`` (the ``data`` node) that no
+    reader, split or transform knows."""
+    for key, valid in CHOICES.items():
+        value = _select(cfg, key)
+        if value is not dataclasses.MISSING:
+            problem = unknown_choice(f"data.{key}", value, valid)
+            if problem:
+                raise ValueError(problem)
+    for i, cross in enumerate(_select(cfg, "features.crosses") or ()):
+        if not isinstance(cross, Mapping):
+            continue  # the short form: a list of fields
+        for key in cross:
+            if key not in CROSS_KEYS:
+                hint = did_you_mean(str(key), CROSS_KEYS)
+                raise ValueError(f"data.features.crosses[{i}].{key}: no such key{hint}; "
+                                 f"a cross has {', '.join(CROSS_KEYS)}")
+
+
+def constant_fields(data: ProcessedData) -> list[str]:
+    """The categorical and dense fields with one value on every training row (e.g. Avazu's
+    hour_of_day on a one-hour file): they cost parameters and carry nothing."""
+    train = data.splits.get("train")
+    if train is None or len(train) == 0:
+        return []
+    names = [f.name for f in data.schema.categorical]
+    columns = [(n, train.categorical[:, j]) for j, n in enumerate(names)]
+    columns += [(n, train.dense[:, j]) for j, n in enumerate(data.schema.dense)]
+    return [name for name, values in columns if bool((values == values[0]).all())]
