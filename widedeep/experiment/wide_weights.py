@@ -27,7 +27,7 @@ from widedeep.training.checkpoint import model_from_checkpoint
 
 RARE = "<rare or unseen>"
 PAIRS_PER_BUCKET = 3
-HASHED_NOTE = "hashed: a bucket may hold several raw combinations"
+HASHED_NOTE = "a bucket may hold several raw combinations"
 
 
 @dataclass
@@ -89,7 +89,7 @@ class WideReport:
 
     @property
     def label(self) -> str:
-        return f"{self.kind} ({self.run.name})"
+        return self.kind if self.run.name == self.kind else f"{self.kind} ({self.run.name})"
 
     def space(self, name: str) -> SpaceReport:
         for s in self.spaces:
@@ -287,7 +287,10 @@ def plot_weights(reports: Sequence[WideReport], path: str | Path) -> Path:
     if not reports:
         raise ValueError("plot_weights: no run to plot")
     crosses = list(dict.fromkeys(s.name for r in reports for s in r.spaces if s.group == "crosses"))
-    panels = [*crosses, "raw fields"]
+    fields = any(s.group != "crosses" for r in reports for s in r.spaces)
+    panels = [*crosses, *(["raw fields"] if fields else [])]
+    if not panels:
+        raise ValueError("plot_weights: the runs have no wide weights to plot")
     cols = min(len(panels), 3)
     rows = -(-len(panels) // cols)
     fig = Figure(figsize=(5 * cols, 3.4 * rows), layout="constrained")
@@ -300,10 +303,11 @@ def plot_weights(reports: Sequence[WideReport], path: str | Path) -> Path:
         for label, v in series.items():
             if len(v):
                 ax.hist(v, bins=bins, histtype="step", label=f"{label}: {len(v):,} non-zero")
-        ax.set_yscale("log")
+        if any(len(v) for v in series.values()):
+            ax.set_yscale("log")
+            ax.legend(fontsize=8)
         ax.set_title(panel if panel == "raw fields" else f"cross {panel}", fontsize=10)
         ax.set_xlabel("weight (non-zero only)")
-        ax.legend(fontsize=8)
     out = Path(path)
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     return out
