@@ -27,7 +27,7 @@ PROG = "widedeep-inspect"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+        prog=PROG, description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories (or checkpoints)")
