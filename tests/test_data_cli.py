@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 
 import pytest
 
@@ -87,3 +88,20 @@ def test_download_defaults_to_the_data_dir_env(tmp_path, monkeypatch, capsys):
     assert _error_line(err).startswith(
         "widedeep-data: error: criteo must be downloaded by hand (instructions above)"
     )
+
+
+def test_download_without_network_is_one_line_naming_dataset_url_and_cause(tmp_path, capsys):
+    """adult through a 'mirror' on a loopback port that refuses connections: no traceback."""
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        argv = ["download", "adult", "--root", str(tmp_path), "--base-url", base, "--retries", "0"]
+        assert data_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert _error_line(err) == (
+        f"widedeep-data: error: download adult: {base}/adult.data: cannot connect "
+        "(ConnectionRefusedError: [Errno 111] Connection refused) "
+        "(WIDEDEEP_DEBUG=1 shows the traceback)"
+    )
+    assert not list(tmp_path.rglob("adult.data"))

@@ -8,14 +8,17 @@ import hashlib
 import http.server
 import io
 import re
+import socket
+import tarfile
 import threading
 import zipfile
 from functools import partial
 from pathlib import Path
 
+import pooch
 import pytest
 
-from widedeep.data import download, sources
+from widedeep.data import sources
 from widedeep.data.download import (
     ChecksumError,
     DownloadError,
@@ -43,7 +46,16 @@ def _file(target: str = "toy/data.csv", **kw) -> RemoteFile:
 
 
 def _leftovers(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.rglob(".*") if p.is_file())
+    """Staging folders and temporary files (ours start with '.', pooch's with 'tmp')."""
+    return sorted(p.name for p in directory.rglob("*") if p.name.startswith((".", "tmp")))
+
+
+@pytest.fixture
+def refused_url():
+    """An http://127.0.0.1 URL on a port that refuses connections: bound, never listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -91,7 +103,7 @@ def test_bad_checksum_raises_and_leaves_no_file(served, tmp_path, monkeypatch):
     _toy(monkeypatch, _file(sha256="0" * 64))
     root = tmp_path / "root"
     with pytest.raises(ChecksumError) as err:
-        download_dataset("toy", root, base_url=base)
+        download_dataset("toy", root, base_url=base, retries=0)
     message = str(err.value)
     assert "data.csv" in message and "0" * 64 in message and SHA in message
     assert not (root / "toy" / "data.csv").exists()
@@ -103,7 +115,7 @@ def test_md5_is_checked_when_no_sha256(served, tmp_path, monkeypatch):
     (directory / "data.csv").write_bytes(PAYLOAD)
     _toy(monkeypatch, _file(md5="f" * 32))
     with pytest.raises(ChecksumError, match="expected md5"):
-        download_dataset("toy", tmp_path / "root", base_url=base)
+        download_dataset("toy", tmp_path / "root", base_url=base, retries=0)
 
 
 def test_present_file_is_skipped_and_a_corrupt_one_replaced(tmp_path, monkeypatch):
@@ -114,7 +126,7 @@ def test_present_file_is_skipped_and_a_corrupt_one_replaced(tmp_path, monkeypatc
     target.write_bytes(PAYLOAD)
     nowhere = (tmp_path / "empty").as_uri()  # fetching anything from here would fail
     assert download_dataset("toy", root, base_url=nowhere) == [target]
-    with pytest.raises(DownloadError, match="cannot fetch"):
+    with pytest.raises(DownloadError, match=r"file://.*/data\.csv: cannot read \(FileNotFound"):
         download_dataset("toy", root, base_url=nowhere, force=True)
     assert target.read_bytes() == PAYLOAD  # a failed forced download leaves the file alone
 
@@ -129,8 +141,87 @@ def test_present_file_is_skipped_and_a_corrupt_one_replaced(tmp_path, monkeypatc
 def test_http_404_is_a_clear_error(served, tmp_path, monkeypatch):
     _, base = served
     _toy(monkeypatch, _file(sha256=SHA))
-    with pytest.raises(DownloadError, match=r"cannot fetch .*/data\.csv: HTTP Error 404"):
-        download_dataset("toy", tmp_path / "root", base_url=base)
+    with pytest.raises(DownloadError, match=r"^download toy: http://.*/data\.csv: HTTP 404 "):
+        download_dataset("toy", tmp_path / "root", base_url=base, retries=0)
+
+
+def test_refused_connection_names_dataset_url_and_cause(tmp_path, monkeypatch, refused_url):
+    _toy(monkeypatch, _file(sha256=SHA))
+    root = tmp_path / "root"
+    with pytest.raises(DownloadError) as err:
+        download_dataset("toy", root, base_url=refused_url, retries=0)
+    assert str(err.value) == (f"download toy: {refused_url}/data.csv: cannot connect "
+                              "(ConnectionRefusedError: [Errno 111] Connection refused)")
+    assert not (root / "toy" / "data.csv").exists() and _leftovers(root) == []
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """Answers 503 to the first request, then PAYLOAD; with ``truncate``, promises more bytes
+    than it sends and hangs up (a transfer cut short)."""
+
+    failures_left = 1
+    truncate = False
+
+    def do_GET(self) -> None:
+        if type(self).failures_left > 0:
+            type(self).failures_left -= 1
+            self.send_error(503)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD) * (2 if self.truncate else 1)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD)
+        self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky():
+    """A 127.0.0.1 server with a fresh `_Flaky` handler class (its counters per test)."""
+    handler = type("Handler", (_Flaky,), {})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield handler, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_a_failed_attempt_is_retried(flaky, tmp_path, monkeypatch):
+    handler, base = flaky
+    _toy(monkeypatch, _file(sha256=SHA))
+    root = tmp_path / "root"
+    with pytest.raises(DownloadError, match="HTTP 503"):
+        download_dataset("toy", root, base_url=base, retries=0)
+    handler.failures_left = 1
+    assert download_dataset("toy", root, base_url=base, retries=1)[0].read_bytes() == PAYLOAD
+    assert handler.failures_left == 0 and _leftovers(root) == []
+
+
+def test_a_transfer_cut_short_leaves_the_target_alone(flaky, tmp_path, monkeypatch):
+    handler, base = flaky
+    handler.failures_left, handler.truncate = 0, True
+    _toy(monkeypatch, _file())  # no checksum: only the cut itself can reveal the damage
+    root = tmp_path / "root"
+    with pytest.raises(DownloadError, match="transfer failed"):
+        download_dataset("toy", root, base_url=base, retries=0)
+    assert not (root / "toy" / "data.csv").exists() and _leftovers(root) == []
+    (root / "toy" / "data.csv").write_bytes(b"old")
+    with pytest.raises(DownloadError, match="transfer failed"):
+        download_dataset("toy", root, base_url=base, force=True, retries=0)
+    assert (root / "toy" / "data.csv").read_bytes() == b"old" and _leftovers(root) == []
+
+
+def test_unsupported_scheme_and_negative_retries_are_refused(tmp_path, monkeypatch):
+    _toy(monkeypatch, _file(sha256=SHA))
+    with pytest.raises(DownloadError, match=r"gopher://x/data\.csv: unsupported URL scheme"):
+        download_dataset("toy", tmp_path, base_url="gopher://x")
+    with pytest.raises(ValueError, match="retries must be 0 or more, got -1"):
+        download_dataset("toy", tmp_path, base_url="gopher://x", retries=-1)
 
 
 def test_zip_is_unpacked(served, tmp_path, monkeypatch):
@@ -165,6 +256,82 @@ def test_gz_is_unpacked_and_unsafe_zip_refused(tmp_path, monkeypatch):
     with pytest.raises(DownloadError, match="unsafe member"):
         download_dataset("toy", root, base_url=mirror.as_uri())
     assert not (tmp_path / "evil.txt").exists() and not (root / "evil.txt").exists()
+
+
+def _tar_gz(path: Path, *members: tuple[str, bytes | None, str | None]) -> Path:
+    """A .tar.gz of (name, data, link target) members: a file, or a symlink when data is None."""
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data, link in members:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tf.addfile(info)
+            else:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_tar_gz_is_unpacked_and_present_members_kept(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    _tar_gz(mirror / "pack.tar.gz", ("pack/a.csv", PAYLOAD, None), ("pack/b.txt", b"b\n", None))
+    _toy(monkeypatch, _file("toy/pack.tar.gz", unpack="tar.gz"))
+    root = tmp_path / "root"
+    paths = download_dataset("toy", root, base_url=mirror.as_uri())
+    assert paths[1:] == [root / "toy/pack/a.csv", root / "toy/pack/b.txt"]
+    assert paths[1].read_bytes() == PAYLOAD and _leftovers(root) == []
+    paths[2].write_bytes(b"edited")
+    paths[1].unlink()  # a missing member is restored from the archive, a present one is kept
+    download_dataset("toy", root, base_url=mirror.as_uri())
+    assert paths[1].read_bytes() == PAYLOAD and paths[2].read_bytes() == b"edited"
+    download_dataset("toy", root, base_url=mirror.as_uri(), force=True)
+    assert paths[2].read_bytes() == b"b\n"
+
+
+@pytest.mark.parametrize(
+    "kind, members",
+    [
+        ("zip", [("/abs.txt", b"x", None)]),
+        ("tar.gz", [("ok.txt", b"x", None), ("../evil.txt", b"x", None)]),
+        ("tar.gz", [("/tmp/evil.txt", b"x", None)]),
+        ("tar.gz", [("pack/link", None, "/"), ("pack/link/evil.txt", b"x", None)]),
+    ],
+    ids=["zip-absolute", "tar-dotdot", "tar-absolute", "tar-symlink"],
+)
+def test_unsafe_archive_members_are_refused_before_extraction(tmp_path, monkeypatch, kind,
+                                                              members):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    name = f"evil.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(mirror / name, "w") as zf:
+            for member, data, _ in members:
+                zf.writestr(member, data)
+    else:
+        _tar_gz(mirror / name, *members)
+    _toy(monkeypatch, _file(f"toy/{name}", unpack=kind))
+    root = tmp_path / "root"
+    with pytest.raises(DownloadError, match="refusing (unsafe member path|links)"):
+        download_dataset("toy", root, base_url=mirror.as_uri())
+    assert sorted(p.name for p in (root / "toy").iterdir()) == [name]  # nothing extracted
+    assert not list(tmp_path.rglob("evil.txt")) and not list(tmp_path.rglob("ok.txt"))
+
+
+def test_an_unpack_failing_midway_leaves_no_member(tmp_path, monkeypatch):
+    """The first member extracts fine, the second has a bad CRC: neither may appear."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("pack/first.csv", PAYLOAD)
+        zf.writestr("pack/second.txt", b"second member data\n")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "pack.zip").write_bytes(buffer.getvalue().replace(b"second member", b"SECOND member"))
+    _toy(monkeypatch, _file("toy/pack.zip", unpack="zip"))
+    root = tmp_path / "root"
+    with pytest.raises(DownloadError, match=r"^download toy: pack\.zip: cannot unpack \(BadZip"):
+        download_dataset("toy", root, base_url=mirror.as_uri())
+    assert not (root / "toy" / "pack").exists() and _leftovers(root) == []
 
 
 def test_derived_files_are_built_checked_and_kept(tmp_path, monkeypatch):
@@ -244,7 +411,7 @@ def test_registry_checksums_match_the_shared_copies():
             (d.target, d.sha256) for d in source.derived
         ]:
             if sha and (SHARED / target).is_file():
-                assert download.file_digests(SHARED / target)[0] == sha, target
+                assert pooch.file_hash(str(SHARED / target)) == sha, target
                 checked += 1
     assert checked >= 9
 

@@ -1,6 +1,6 @@
 """widedeep-data: fetch, build and inspect datasets without training.
 
-    widedeep-data download adult [--root DIR] [--base-url URL] [--force]
+    widedeep-data download adult [--root DIR] [--base-url URL] [--force] [--retries N]
     widedeep-data prepare data=synthetic data.generator.n_rows=5000
     widedeep-data info data=synthetic
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from widedeep.cli.errors import report_user_error
-from widedeep.data.download import ManualDownloadRequired, download_dataset
+from widedeep.data.download import RETRIES, ManualDownloadRequired, download_dataset
 from widedeep.data.sources import SOURCES, get_source
 
 PROG = "widedeep-data"
@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, help="data root (default: $WIDEDEEP_DATA_DIR or ./data)")
     p.add_argument("--base-url", help="mirror serving the files by name (http://... or file://...)")
     p.add_argument("--force", action="store_true", help="download even if present and verified")
+    p.add_argument("--retries", type=int, default=RETRIES, metavar="N",
+                   help=f"more attempts after a network error or a checksum mismatch "
+                   f"(default {RETRIES})")
     return parser
 
 
@@ -126,14 +129,16 @@ def _info(overrides: Sequence[str]) -> None:
         print(f"constant (one value on every training row; no information): {', '.join(constant)}")
 
 
-def _download(name: str, root: Path | None, base_url: str | None, force: bool) -> None:
+def _download(
+    name: str, root: Path | None, base_url: str | None, force: bool, retries: int
+) -> None:
     from widedeep.data.pipeline import data_root
 
     source = get_source(name)
     root = root or data_root()
     if source.automated:
         print(f"{name}: {source.title}\nterms: {source.terms}", file=sys.stderr)
-    paths = download_dataset(name, root, base_url=base_url, force=force)
+    paths = download_dataset(name, root, base_url=base_url, force=force, retries=retries)
     for path in paths:
         print(path)
     print(f"note: {source.provides}", file=sys.stderr)
@@ -168,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "download":
             with _download_log():
-                _download(args.name, args.root, args.base_url, args.force)
+                _download(args.name, args.root, args.base_url, args.force, args.retries)
         elif args.command == "prepare":
             _prepare(args.overrides)
         else:

@@ -4,36 +4,44 @@ Each `SOURCES` entry (`widedeep.data.sources`) says where a dataset comes from a
 a download gives. Datasets that must be fetched by hand (Criteo, Avazu) raise
 `ManualDownloadRequired` with instructions and download nothing.
 
-A file is streamed to a temporary file beside its target while hashed, checked, then renamed
-into place: a target is never half-written and a checksum mismatch leaves nothing behind.
+pooch fetches: its downloaders (plus a file:// one here, which pooch lacks), the checksum check,
+retries, and a temporary file moved into place only once verified. Each file is fetched into a
+staging folder beside its target and then renamed into place, so a target is never half-written,
+a checksum mismatch leaves nothing behind, and ``force`` (which pooch lacks) replaces a file
+only once its replacement is verified. Archives are unpacked by pooch's Unzip / Untar /
+Decompress into a staging folder too, after a check that refuses members named with ``..`` or
+an absolute path and tar links: zipfile silently rewrites such names, and pooch gives tarfile
+its "data" filter only from Python 3.12.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import http.client
 import logging
-import shutil
-import tarfile
-import urllib.error
-import urllib.request
-import zipfile
+import os
+import tempfile
+import urllib.parse
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path, PurePosixPath
-from typing import IO
+from itertools import count
+from pathlib import Path
+
+import pooch
 
 from widedeep.core.io import atomic_write
+from widedeep.data._pooch import copy_file_url, quiet
 from widedeep.data.sources import Derived, RemoteFile, get_source, instructions
+from widedeep.data.unpack import UnpackError, unpack
 
 log = logging.getLogger("widedeep.download")
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0
+RETRIES = 2  # more attempts after a network error or a checksum mismatch (pooch waits 1 s, 2 s)
+
+Downloader = Callable[[str, str, object], None]  # pooch's: (url, output file, Pooch)
 
 
-class DownloadError(RuntimeError):
-    """A file could not be fetched, verified or unpacked."""
+class DownloadError(OSError):
+    """A file could not be fetched, verified or unpacked (an OSError, like urllib's URLError)."""
 
 
 class ChecksumError(DownloadError):
@@ -50,99 +58,140 @@ class ManualDownloadRequired(DownloadError):
 
 
 def download_dataset(
-    name: str, root: Path, base_url: str | None = None, force: bool = False
+    name: str,
+    root: Path,
+    base_url: str | None = None,
+    force: bool = False,
+    retries: int = RETRIES,
 ) -> list[Path]:
     """Fetch and verify dataset ``name`` under ``root``; return the files it provides.
 
     ``base_url`` replaces the official host (a mirror serving each file under its target's
     file name, e.g. ``http://127.0.0.1:8000/d`` or ``file:///dir``). Files already present with
-    the right checksum are kept unless ``force``. Raises `ManualDownloadRequired` for datasets
-    that must be fetched by hand (unless all their files are already in place), `ChecksumError`
-    on a mismatch and `DownloadError` when a file cannot be fetched.
+    the right checksum are kept unless ``force``; a failed fetch is tried ``retries`` more
+    times. Raises `ManualDownloadRequired` for datasets that must be fetched by hand (unless
+    all their files are already in place), `ChecksumError` on a mismatch and `DownloadError`
+    when a file cannot be fetched or unpacked; their message starts ``download <name>: <url>``.
     """
     source = get_source(name)
     root = Path(root)
+    if retries < 0:
+        raise ValueError(f"retries must be 0 or more, got {retries}")
     if not source.automated:
         missing = [root / f.target for f in source.files if not _present(f, root / f.target)]
         if missing:
             raise ManualDownloadRequired(name, instructions(name, root))
         return [root / f.target for f in source.files]
     paths: list[Path] = []
-    for remote in source.files:
-        paths += _download_file(remote, root, base_url, force)
-    return paths + [_derive(item, root, force) for item in source.derived]
+    try:
+        for remote in source.files:
+            paths += _download_file(remote, root, base_url, force, retries)
+        return paths + [_derive(item, root, force) for item in source.derived]
+    except DownloadError as err:
+        raise type(err)(f"download {name}: {err}") from err
 
 
-def file_digests(path: Path) -> tuple[str, str]:
-    """(sha256, md5) hex digests of a file, read in chunks."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            sha.update(chunk)
-            md5.update(chunk)
-    return sha.hexdigest(), md5.hexdigest()
-
-
-def _mismatch(remote: RemoteFile, sha: str, md5: str) -> str | None:
-    if remote.sha256 and sha != remote.sha256:
-        return f"expected sha256 {remote.sha256}, got {sha}"
-    if remote.md5 and md5 != remote.md5:
-        return f"expected md5 {remote.md5}, got {md5}"
-    return None
+def known_hash(remote: RemoteFile) -> str | None:
+    """The published checksum in pooch's form: ``sha256:...``, else ``md5:...``, else None."""
+    if remote.sha256:
+        return f"sha256:{remote.sha256}"
+    return f"md5:{remote.md5}" if remote.md5 else None
 
 
 def _present(remote: RemoteFile, target: Path) -> bool:
     """True if ``target`` exists and matches its checksum (when one is known)."""
     if not target.is_file():
         return False
-    problem = _mismatch(remote, *file_digests(target))
-    if problem:
-        log.warning("%s: present but %s", target, problem)
-    return problem is None
+    if (expected := known_hash(remote)) is None:
+        return True
+    algorithm, digest = expected.split(":")
+    actual = pooch.file_hash(str(target), alg=algorithm)
+    if actual != digest:
+        log.warning("%s: present but expected %s %s, got %s", target, algorithm, digest, actual)
+    return actual == digest
 
 
-def _stream(url: str, dest: Path) -> tuple[str, str]:
-    """Copy ``url`` into ``dest`` in chunks; return its (sha256, md5)."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    request = urllib.request.Request(url, headers={"User-Agent": "widedeep-data"})
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp, open(dest, "wb") as out:
-            while chunk := resp.read(CHUNK):
-                sha.update(chunk)
-                md5.update(chunk)
-                out.write(chunk)
-    except (OSError, http.client.HTTPException) as err:
-        http_error = isinstance(err, urllib.error.HTTPError)
-        reason = err if http_error else getattr(err, "reason", None) or err
-        raise DownloadError(f"cannot fetch {url}: {reason}") from err
-    return sha.hexdigest(), md5.hexdigest()
-
-
-def _download_file(remote: RemoteFile, root: Path, base_url: str | None, force: bool) -> list[Path]:
+def _download_file(
+    remote: RemoteFile, root: Path, base_url: str | None, force: bool, retries: int
+) -> list[Path]:
     target = root / remote.target
     url = f"{base_url.rstrip('/')}/{target.name}" if base_url else remote.url
     fresh = force or not _present(remote, target)
     if fresh:
         log.info("downloading %s -> %s", url, target)
-
-        def fetch(tmp: Path) -> None:
-            sha, md5 = _stream(url, tmp)
-            problem = _mismatch(remote, sha, md5)
-            if problem:
-                raise ChecksumError(
-                    f"checksum mismatch for {target.name} from {url}: {problem}; nothing written"
-                )
-            if not (remote.sha256 or remote.md5):
-                log.info("%s: no published checksum; sha256 %s", target.name, sha)
-
-        atomic_write(target, fetch)
+        _fetch(url, target, known_hash(remote), retries)
     else:
-        verified = "verified" if remote.sha256 or remote.md5 else "no checksum to verify"
+        verified = "verified" if known_hash(remote) else "no checksum to verify"
         log.info("%s: present (%s), skipped", target, verified)
     paths = [target]
     if remote.unpack:
-        paths += _unpack(remote, target, target.parent, fresh)
+        try:
+            paths += unpack(remote.unpack, target, redo=fresh)
+        except UnpackError as err:
+            raise DownloadError(str(err)) from err
     return paths
+
+
+def _fetch(url: str, target: Path, expected: str | None, retries: int) -> None:
+    """Have pooch fetch ``url`` into a staging folder beside ``target``, then rename it there."""
+    import requests
+
+    downloader = _downloader(url, 1 + retries)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as stage:
+        fetcher = pooch.create(path=stage, base_url="", registry={target.name: expected},
+                               urls={target.name: url}, retry_if_failed=retries)
+        try:
+            with quiet():
+                staged = fetcher.fetch(target.name, downloader=downloader)
+        except (OSError, requests.RequestException) as err:  # before ValueError: InvalidURL is both
+            raise DownloadError(f"{url}: {_cause(err)}") from err
+        except ValueError as err:  # pooch's checksum mismatch; its tail says what it deleted
+            raise ChecksumError(f"{url}: {str(err).split('. Deleted')[0]}; nothing written") \
+                from err
+        if expected is None:
+            log.info("%s: no published checksum; sha256 %s", target.name, pooch.file_hash(staged))
+        os.replace(staged, target)
+
+
+def _downloader(url: str, attempts_in_all: int) -> Downloader:
+    """pooch's downloader for ``url``'s scheme, logging each retry."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    kinds: dict[str, Callable[[], Downloader]] = {
+        "http": lambda: pooch.HTTPDownloader(timeout=TIMEOUT_S, chunk_size=CHUNK),
+        "ftp": lambda: pooch.FTPDownloader(timeout=TIMEOUT_S, chunk_size=CHUNK),
+        "file": lambda: copy_file_url,
+    }
+    kinds["https"] = kinds["http"]
+    if scheme not in kinds:
+        raise DownloadError(f"{url}: unsupported URL scheme (use {', '.join(sorted(kinds))})")
+    inner, attempts = kinds[scheme](), count(1)
+
+    def download(url: str, output_file: str, pup: object) -> None:
+        if (attempt := next(attempts)) > 1:
+            log.info("%s: retrying (attempt %d of %d)", url, attempt, attempts_in_all)
+        inner(url, output_file, pup)
+
+    return download
+
+
+def _cause(err: BaseException) -> str:
+    """What went wrong in a few words: the HTTP status, a timeout, or the innermost error."""
+    import requests
+
+    if isinstance(err, requests.HTTPError) and err.response is not None:
+        return f"HTTP {err.response.status_code} {err.response.reason}"
+    if isinstance(err, requests.Timeout):
+        return f"no answer within {TIMEOUT_S:g} s"
+    root = err
+    for _ in range(20):  # requests -> urllib3 -> socket: the last one names the reason
+        if (inner := root.__cause__ or root.__context__) is None:
+            break
+        root = inner
+    what = ("cannot connect" if isinstance(err, requests.ConnectionError)
+            else "transfer failed" if isinstance(err, requests.RequestException)
+            else "cannot read")
+    return f"{what} ({type(root).__name__}: {root})"
 
 
 def _derive(item: Derived, root: Path, force: bool) -> Path:
@@ -152,7 +201,7 @@ def _derive(item: Derived, root: Path, force: bool) -> Path:
         if not item.sha256:
             log.info("%s: present, no checksum to compare; kept (force replaces it)", dest)
             return dest
-        if file_digests(dest)[0] == item.sha256:
+        if pooch.file_hash(str(dest)) == item.sha256:
             return dest
     data = item.build(root)
     sha = hashlib.sha256(data).hexdigest()
@@ -162,47 +211,3 @@ def _derive(item: Derived, root: Path, force: bool) -> Path:
     atomic_write(dest, lambda tmp: tmp.write_bytes(data))
     log.info("built %s", dest)
     return dest
-
-
-def _unpack(remote: RemoteFile, archive: Path, into: Path, redo: bool) -> list[Path]:
-    """Extract ``archive`` into ``into``; each member is written atomically."""
-    kind = remote.unpack
-    if kind == "gz":
-        with gzip.open(archive, "rb") as src:
-            return _write_members([(archive.name.removesuffix(".gz"), lambda: src)], into, redo)
-    if kind == "zip":
-        with zipfile.ZipFile(archive) as zf:
-            items = [(i.filename, partial(zf.open, i)) for i in zf.infolist() if not i.is_dir()]
-            return _write_members(items, into, redo, archive.name)
-    if kind == "tar.gz":
-        with tarfile.open(archive, "r:gz") as tf:
-            items = [(m.name, partial(tf.extractfile, m)) for m in tf.getmembers() if m.isfile()]
-            return _write_members(items, into, redo, archive.name)
-    raise ValueError(f"{archive.name}: unknown unpack kind {kind!r} (zip, tar.gz or gz)")
-
-
-def _write_members(
-    items: list[tuple[str, Callable[[], IO[bytes] | None]]],
-    into: Path,
-    redo: bool,
-    archive: str = "",
-) -> list[Path]:
-    relative = []
-    for member, _ in items:  # check every name before writing anything
-        parts = PurePosixPath(member.replace("\\", "/")).parts
-        if not parts or parts[0] == "/" or ".." in parts or ":" in parts[0]:
-            raise DownloadError(f"{archive}: refusing unsafe member path {member!r}")
-        relative.append(parts)
-    paths = []
-    for parts, (_, open_member) in zip(relative, items, strict=True):
-        dest = into.joinpath(*parts)
-        if redo or not dest.exists():
-
-            def copy(tmp: Path, open_member=open_member) -> None:
-                with open_member() as src, open(tmp, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK)
-
-            atomic_write(dest, copy)
-        paths.append(dest)
-    log.info("unpacked %d file(s) into %s", len(paths), into)
-    return paths
