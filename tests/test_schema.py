@@ -121,6 +121,7 @@ def test_the_documented_avazu_time_split_composes_as_written():
         (["data=criteo", "data.on_bad_rows=skipp"], r"data\.on_bad_rows.*did you mean skip\?"),
         (["data.features.crosses=[{fields: [user, item], hashd: true}]"], r"hashed\?"),
         (["trainer.reduce_lr_on_plateau={factr: 0.5}"], r"did you mean factor\?"),
+        (["optim=adam", "optim.wide.name=sparse_adam", "+optim.wide.fusd=true"], r"fused\?"),
     ],
 )
 def test_name_like_values_are_refused_before_any_data_work(overrides, message, monkeypatch):
@@ -132,6 +133,15 @@ def test_name_like_values_are_refused_before_any_data_work(overrides, message, m
     monkeypatch.setattr(datamodule.WideDeepDataModule, "setup", no_data_work)
     with pytest.raises(ConfigError, match=message):
         run.train(compose_config(overrides, output_dir="unused"))
+
+
+def test_sparse_adam_takes_the_options_of_its_dense_parameters_adam():
+    """optim.X.name=sparse_adam gives the tower's dense parameters Adam with Adam's own options
+    (the throughput benchmark's fused rows): the key check must let them through."""
+    from widedeep.training.run import validate
+
+    validate(compose_config(["optim=adam", "optim.wide.name=sparse_adam",
+                             "+optim.wide.fused=true", "model.wide.sparse_min_rows=0"]))
 
 
 def _app(module: str, argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:

@@ -127,6 +127,7 @@ def _validate_optim(cfg: DictConfig) -> None:
     import inspect
 
     from widedeep.optim.factory import OPTIMIZERS, SCHEDULERS
+    from widedeep.training.module import DENSE_ONLY
 
     def takes(cls: type, *extra: str) -> set[str]:
         params = inspect.signature(cls.__init__).parameters
@@ -136,9 +137,11 @@ def _validate_optim(cfg: DictConfig) -> None:
         settings = cfg.optim[tower]
         _choose(cfg, f"optim.{tower}.name", OPTIMIZERS)
         _check(cfg, f"optim.{tower}.lr", (int, float), lambda v: v > 0, "must be > 0")
-        # lr: FTRL's alpha (the factory renames it); embedding_l2: the factory's own penalty
+        # lr: FTRL's alpha (the factory renames it); embedding_l2: the factory's own penalty;
+        # sparse_adam passes Adam's own options to the Adam of the tower's dense parameters
+        dense_only = DENSE_ONLY if settings.name == "sparse_adam" else ()
         _keys(f"optim.{tower}", settings, takes(OPTIMIZERS[settings.name], "name", "lr",
-                                                "embedding_l2"))
+                                                "embedding_l2", *dense_only))
     scheduler = cfg.optim.get("scheduler")
     if scheduler is not None and scheduler.get("name"):
         _choose(cfg, "optim.scheduler.name", SCHEDULERS)
