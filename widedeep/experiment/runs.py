@@ -205,12 +205,12 @@ class RunStore:
     def path(self, cfg: DictConfig) -> Path:
         return self.root / f"{cfg.model.kind}-{run_key(cfg)[:16]}"
 
-    def _read(self, cfg: DictConfig, path: Path, sealed: bool) -> RunRecord | None:
+    def _read(self, cfg: DictConfig, key: str, path: Path, sealed: bool) -> RunRecord | None:
         run, metrics = path / RUN_FILE, path / "metrics.json"
         if not (run.is_file() and metrics.is_file()):
             return None
         stored = json.loads(run.read_text())
-        if stored.get("key") != run_key(cfg):  # a 16-digit prefix collision
+        if stored.get("key") != key:  # a 16-digit prefix collision
             raise ValueError(f"{path}: holds another run (key mismatch); remove it")
         return RunRecord(
             stored["key"], path, json.loads(metrics.read_text()), True, stored["commit"],
@@ -222,9 +222,11 @@ class RunStore:
         ``need_checkpoint``) sealed in the archive."""
         if not self.reuse:
             return None
-        done = self._read(cfg, self.path(cfg), sealed=False)
+        key = run_key(cfg)  # the key is computed once: it resolves and hashes the whole config
+        name = f"{cfg.model.kind}-{key[:16]}"
+        done = self._read(cfg, key, self.root / name, sealed=False)
         if done is None and self.archive is not None and not need_checkpoint:
-            done = self._read(cfg, self.archive / self.path(cfg).name, sealed=True)
+            done = self._read(cfg, key, self.archive / name, sealed=True)
         return done
 
     def get(
