@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 export WIDEDEEP_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast test-reliability lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-reliability: install
+	$(BIN)/python -m pytest -q -m reliability
 
 # Benchmarks are their own command, never part of the test suite.
 bench: install
