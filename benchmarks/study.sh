@@ -2,7 +2,7 @@
 # The tuned joint-vs-ensemble study (issue 15: primary comparisons and the size frontier), one at
 # a time, resumable: every run and tuning trial lives in $WIDEDEEP_BENCH_STORE keyed by what
 # trains it, so running this again reuses everything finished and resumes the rest.
-#   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|frappe|size-synthetic|phase|all]
+#   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|frappe|bars-frappe|size-synthetic|phase|all]
 # Budget and timings: benchmarks/README.md ("The tuned study").
 # A run is reused only by a checkout whose training code (core, nn, optim, data, training)
 # is the one that trained it: resume a study from a worktree at the commit its runs name.
@@ -25,7 +25,8 @@ run() {
   local start
   start=$(date +%s)
   echo "study $name: start $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)"
-  "$BENCH" "$@" "${COMMON[@]}" "bench.out=benchmarks/results/tuned/$name" \
+  # The common settings first: a dataset's own (frappe's 20 trials) come later and win.
+  "$BENCH" "${COMMON[@]}" "$@" "bench.out=benchmarks/results/tuned/$name" \
     "hydra.run.dir=benchmarks/.work/study/$name"
   echo "study $name: done in $(( $(date +%s) - start )) s"
 }
@@ -60,8 +61,9 @@ case "${1:-all}" in
   movielens | all) run movielens experiment=jve_movielens "${PRIMARY[@]}" ;;&
   synthetic | all) run synthetic experiment=joint_vs_ensemble "${PRIMARY[@]}" ;;&
   frappe | all) run frappe experiment=jve_frappe bench.tune.trials=20 "${PRIMARY[@]}" ;;&
+  bars-frappe | all) run bars-frappe experiment=jve_bars_frappe bench.tune.trials=0 trainer.max_epochs=100 ;;&
   size-synthetic | all) run size-synthetic experiment=size_synthetic ;;&
   phase | all) phase ;;&
-  criteo | adult | movielens | synthetic | frappe | size-synthetic | phase | all) ;;
+  criteo | adult | movielens | synthetic | frappe | bars-frappe | size-synthetic | phase | all) ;;
   *) echo "study: unknown dataset $1" >&2; exit 2 ;;
 esac
