@@ -17,6 +17,7 @@ from widedeep.data.readers._rows import (
     data_file,
     label_name,
 )
+from widedeep.data.readers._shown import plain
 from widedeep.data.readers.adult import read_adult_file
 from widedeep.data.readers.avazu import read_avazu
 from widedeep.data.readers.criteo import read_criteo
@@ -69,7 +70,12 @@ def _read_table(path: Path) -> pl.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise BadInputError(path, "reader=table reads .parquet or .csv files")
-    try:
-        return pl.read_parquet(path) if suffix == ".parquet" else pl.read_csv(path)
+    try:  # polars' CSV reader drops a leading byte-order mark
+        frame = pl.read_parquet(path) if suffix == ".parquet" else pl.read_csv(path)
+    except pl.exceptions.NoDataError:
+        frame = pl.DataFrame()
     except Exception as e:  # polars raises several types for a malformed file
-        raise BadInputError(path, f"cannot be read as {suffix[1:]} ({e})") from e
+        raise BadInputError(path, f"cannot be read as {suffix[1:]} ({plain(str(e))})") from e
+    if frame.is_empty():  # as for a text format: no rows to score is a mistake
+        raise BadInputError(path, "the file is empty (no rows)")
+    return frame
