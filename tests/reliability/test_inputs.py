@@ -254,6 +254,12 @@ def _nul_cases(tmp_path: Path) -> dict[str, tuple[str, dict[str, Any], str, str]
     pl.DataFrame({"user": ["u1", "u\x002"], "item": ["i1", "i2"], "price": [1.5, 2.5],
                   "label": [1, 0]}).write_parquet(tmp_path / "t.parquet")
     frappe = frappe_files(tmp_path, LIBFM, feature_map=FEATURE_MAP.replace("u1", "u\x001"))
+    movielens = _movielens(tmp_path, pl.DataFrame({"user_id": [1, 2], "movie_id": [10, 11],
+                                                   "rating": [5, 3], "timestamp": [1, 2]}))
+    users = pl.read_parquet(tmp_path / "u.parquet")
+    users.with_columns(pl.Series("occupation", ["writer", "doc\x00tor"])).write_parquet(
+        tmp_path / "u.parquet")
+    pl.DataFrame({"user": ["u1", "u\x002"], "item": [1, 2]}).write_csv(tmp_path / "s.csv")
     return {
         "criteo": ("criteo", config("criteo", tmp_path, files={"train": "c.txt"}),
                    "c.txt, line 2", "C3"),
@@ -265,15 +271,20 @@ def _nul_cases(tmp_path: Path) -> dict[str, tuple[str, dict[str, Any], str, str]
         "table_parquet": ("table", table_config(tmp_path, "t.parquet"), "t.parquet, row 2",
                           "user"),
         "frappe_map": ("frappe", frappe, "fm.tsv, line 3", "value"),
+        "movielens_users": ("movielens", movielens, "u.parquet, row 2", "occupation"),
+        "scoring_table": ("scoring", {"name": "synthetic"}, "s.csv, line 3", "user"),
     }
 
 
 @pytest.mark.parametrize("case", ["criteo", "adult", "avazu", "table_csv", "table_parquet",
-                                  "frappe_map"])
+                                  "frappe_map", "movielens_users", "scoring_table"])
 def test_a_nul_byte_in_a_value_is_refused_naming_file_line_and_field(tmp_path, capsys, case):
     reader, cfg, where, field = _nul_cases(tmp_path)[case]
     with pytest.raises(BadInputError) as err:
-        read(reader, cfg, tmp_path)
+        if reader == "scoring":  # widedeep-predict's input of a generated dataset's run
+            read_raw(cfg, tmp_path / where.split(",")[0])
+        else:
+            read(reader, cfg, tmp_path)
     out = one_line(err.value, capsys)
     assert where in out and f"field {field}" in out and "NUL" in out
     assert "\x00" not in out
@@ -322,7 +333,7 @@ def _movielens(tmp_path: Path, ratings: pl.DataFrame) -> dict[str, Any]:
     pl.DataFrame({"user_id": [1, 2], "age": [25, 40], "gender": ["M", "F"],
                   "occupation": ["writer", "doctor"], "zip_code": ["12345", "T8H1N"]}
                  ).write_parquet(tmp_path / "u.parquet")
-    items = {"movie_id": [10, 11], "movie_title": ["a", "b"], "release_date": [None, None]}
+    items = {"movie_id": [10, 11], "movie_title": ["a", "b"], "release_date": ["01-Jan-1995", None]}
     items |= {g: [1, 0] for g in ("unknown", "Action", "Adventure", "Animation", "Children's",
                                    "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
                                    "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
