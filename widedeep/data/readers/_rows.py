@@ -269,10 +269,7 @@ class Rows:
             if n_bad == self.frame.height:
                 about = f"; {self.about}" if self.about else ""
                 hint = f" (so is every {self.unit}: skipping would drop them all{about})"
-            # A parsed table has no raw text: its columns by name.
-            text = (first["text"][0] if "text" in first.columns
-                    else first.drop("line").row(0, named=True))
-            excerpt = "" if hidden else f"; the {self.unit} is {shown(text, PREFIX)}"
+            excerpt = "" if hidden else f"; the {self.unit} is {_excerpt(first)}"
             raise BadInputError(self.path, f"{message}{excerpt}{hint}", line, self.unit)
         self.skipped += n_bad
         self.frame = self.frame.filter(~mask)
@@ -370,6 +367,15 @@ class Rows:
         if self.frame.is_empty():
             raise BadInputError(self.path, f"no valid rows ({self.skipped} bad rows skipped)")
         return self.frame.drop([c for c in ("line", "text") if c in self.frame.columns])
+
+
+def _excerpt(row: pl.DataFrame) -> str:
+    """A bad row as an error shows it: a prefix of its text, escaped (`shown`); a parsed table
+    has no raw text, so its columns by name (a dict's str escapes every key and value)."""
+    if "text" in row.columns:
+        return shown(row["text"][0], PREFIX)
+    text = str(row.drop("line").row(0, named=True))
+    return text[:PREFIX] + ("..." if len(text) > PREFIX else "")
 
 
 def _header_mismatch(found: list[str], accepted: list[list[str]], sep: str) -> str:
