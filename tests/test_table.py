@@ -246,8 +246,8 @@ def test_a_file_in_another_format_says_what_it_looks_like_not_to_skip(tmp_path):
     message = str(err.value)
     assert "on_bad_rows=skip" not in message
     assert re.search(r"line 1: 1 fields, expected 40 separated by '\\t'.*every line.*line 1 "
-                     r"looks like a header: 40 fields separated by ';', 'label;I1;I2;I3;...'",
-                     message), message
+                     r"looks like a header: 40 fields separated by ';'", message), message
+    assert "label;I1" not in message  # nothing of a file in another format is shown
     # One bad line among good ones still suggests skipping it.
     (tmp_path / "one.csv").write_text(csv.replace("260.0", "x"))
     with pytest.raises(BadInputError, match="on_bad_rows=skip skips such rows"):

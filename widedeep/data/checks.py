@@ -1,7 +1,8 @@
 """The name-like values of a dataset config, checked before any data is read: the dataset,
-the split method, the dense transform, the bad-row policy, the keys of each cross. Each error
-names the key and the valid choices (`widedeep.core.suggest`). And, once the data is built,
-the fields that hold one value only."""
+the split method, the dense transform, the bad-row policy, the keys of each cross (and that the
+split ratios add up to 1). Each error names the key and the valid choices
+(`widedeep.core.suggest`). And, once the data is built, the fields that hold one value only
+and the splits left without rows."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from widedeep.data.columnar import ProcessedData
 from widedeep.data.preprocess import DENSE_TRANSFORMS, CrossSpec
 from widedeep.data.readers import READERS
 from widedeep.data.readers._rows import ON_BAD_ROWS
+from widedeep.data.split import check_ratios
 
 SPLIT_METHODS = ("random", "time", "shipped")
 # Keys under ``data`` whose value is one of a known set; a key a dataset lacks is skipped.
@@ -45,7 +47,11 @@ def check_data_names(cfg: Mapping[str, Any]) -> None:
             problem = unknown_choice(f"data.{key}", value, valid)
             if problem:
                 raise ValueError(problem)
-    for i, cross in enumerate(_select(cfg, "features.crosses") or ()):
+    ratios = _select(cfg, "split.ratios")
+    if isinstance(ratios, Mapping) and _select(cfg, "split.method") in ("random", "time"):
+        check_ratios(ratios)
+    crosses = _select(cfg, "features.crosses")
+    for i, cross in enumerate(() if crosses is dataclasses.MISSING else crosses or ()):
         if not isinstance(cross, Mapping):
             continue  # the short form: a list of fields
         for key in cross:
@@ -65,3 +71,26 @@ def constant_fields(data: ProcessedData) -> list[str]:
     columns = [(n, train.categorical[:, j]) for j, n in enumerate(names)]
     columns += [(n, train.dense[:, j]) for j, n in enumerate(data.schema.dense)]
     return [name for name, values in columns if bool((values == values[0]).all())]
+
+
+def check_split_rows(data: ProcessedData, cfg: Mapping[str, Any]) -> None:
+    """Raise ValueError, before any training, if a split has no rows (validation picks the
+    best epoch and test scores the run: neither works on nothing), naming what to change."""
+    rows = {s: len(d) for s, d in data.splits.items()}
+    empty = [s for s in ("train", "valid", "test") if not rows.get(s)]
+    if not empty:
+        return
+    split, total = empty[0], sum(rows.values())
+    method = _select(cfg, "split.method")
+    fixes = []
+    if cfg.get("name") == "synthetic":
+        fixes.append("more rows (data.generator.n_rows)")
+    if method in ("random", "time"):
+        fixes.append(f"a larger data.split.ratios.{split}")
+    elif split == "valid" and _select(cfg, "split.valid_ratio") is not dataclasses.MISSING:
+        fixes.append("a larger data.split.valid_ratio")
+    fixes = fixes or [f"more rows in data.files.{split}"]
+    raise ValueError(
+        f"dataset {cfg.get('name')!r}: split {split!r} has 0 rows (of {total}); training needs "
+        f"rows in train, valid and test: use {' or '.join(fixes)}"
+    )

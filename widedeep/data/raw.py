@@ -13,10 +13,12 @@ import polars as pl
 from widedeep.data.pipeline import data_root
 from widedeep.data.readers._rows import (
     BadInputError,
+    Rows,
     bad_rows_policy,
     data_file,
     label_name,
 )
+from widedeep.data.readers._shown import plain
 from widedeep.data.readers.adult import read_adult_file
 from widedeep.data.readers.avazu import read_avazu
 from widedeep.data.readers.criteo import read_criteo
@@ -47,7 +49,7 @@ def read_raw(data_cfg: Mapping[str, Any], path: Path, reader: str | None = None)
         fmt = "auto" if path.suffix.lower() in FORMATS else data_cfg.get("format")
         return read_files({**data_cfg, "files": [str(path)], "format": fmt}, [path], LABELS)
     if name == TABLE:
-        return _read_table(path)
+        return _read_table(path, policy)
     if name == "adult":
         return read_adult_file(path, policy, label, LABELS)
     root = data_root(data_cfg)
@@ -64,12 +66,24 @@ def read_raw(data_cfg: Mapping[str, Any], path: Path, reader: str | None = None)
     raise ValueError(f"reader={name!r}: expected one of {known}")
 
 
-def _read_table(path: Path) -> pl.DataFrame:
-    """Already-parsed raw columns (e.g. the synthetic log's) in a Parquet or CSV file."""
+def _read_table(path: Path, policy: str) -> pl.DataFrame:
+    """Already-parsed raw columns (e.g. the synthetic log's) in a Parquet or CSV file; a text
+    value holding a NUL byte is a bad row (line numbers count a CSV's header)."""
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise BadInputError(path, "reader=table reads .parquet or .csv files")
-    try:
-        return pl.read_parquet(path) if suffix == ".parquet" else pl.read_csv(path)
+    try:  # polars' CSV reader drops a leading byte-order mark
+        frame = pl.read_parquet(path) if suffix == ".parquet" else pl.read_csv(path)
+    except pl.exceptions.NoDataError:
+        frame = pl.DataFrame()
     except Exception as e:  # polars raises several types for a malformed file
-        raise BadInputError(path, f"cannot be read as {suffix[1:]} ({e})") from e
+        raise BadInputError(path, f"cannot be read as {suffix[1:]} ({plain(str(e))})") from e
+    if frame.is_empty():  # as for a text format: no rows to score is a mistake
+        raise BadInputError(path, "the file is empty (no rows)")
+    if {"line", "text"} & set(frame.columns):  # `Rows` bookkeeping names: no row checks
+        return frame
+    csv = suffix == ".csv"
+    lines = frame.with_row_index("line", offset=2 if csv else 1)
+    rows = Rows(path, lines, policy, unit="line" if csv else "row")
+    rows.refuse_nul([c for c, t in frame.schema.items() if t == pl.String])
+    return rows.finish()

@@ -227,7 +227,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-    from widedeep.data.checks import constant_fields
+    from widedeep.data.checks import check_split_rows, constant_fields
     from widedeep.data.selection import SELECTION_SPLIT
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
@@ -266,6 +266,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         loader_workers=cfg.trainer.loader_workers,
     )
     dm.setup()
+    check_split_rows(dm.data, data_cfg)  # before Lightning fails on a missing val/auc
     constant = constant_fields(dm.data)
     if constant:  # e.g. an hour-of-day field on one hour of rows
         log.warning("dataset %r: constant on every training row: %s", cfg.data.name, constant)

@@ -2,7 +2,8 @@
 them into fields, vectorised checks, and the bad-row policy.
 
 ``on_bad_rows: error`` (the default) stops at the first bad row with a `BadInputError` naming the
-file, the line and an excerpt; ``on_bad_rows: skip`` drops bad rows, logs them on the
+file, the line and a short escaped excerpt (`_shown`: none of a line that fails as its file's
+first); ``on_bad_rows: skip`` drops bad rows, logs them on the
 ``widedeep`` logger and counts them. Whoever needs the counts (the pipeline, for the run
 manifest) wraps the reader call in `collect_bad_rows`, which returns ``{file: rows skipped}`` for
 every file read inside it, so reader signatures stay ``read_X(cfg, root)``.
@@ -10,6 +11,9 @@ every file read inside it, so reader signatures stay ``read_X(cfg, root)``.
 Labels: readers require a label column (training needs one). Only serving (``widedeep-predict``)
 passes ``labels="optional"``: a file may then lack the label column (one field fewer on every
 line, or no label in the header), and the reader returns no label column for it.
+
+A leading UTF-8 byte-order mark is ignored. A value holding a NUL byte is a bad row (a NUL
+does not occur in text data: the file is binary or damaged).
 
 Parsing is vectorised polars string operations (no Python loop over lines), on the whole file
 in memory: fine up to some GB, not for a whole Criteo 1TB day file.
@@ -28,13 +32,14 @@ from typing import Any
 
 import polars as pl
 
+from ._shown import BOM_BYTES, PREFIX, opening_line, shown
+
 log = logging.getLogger("widedeep")
 
 ON_BAD_ROWS = ("error", "skip")
 LABELS = ("required", "optional")
 # The policy for files whose bad rows cannot be skipped (a feature map, a side table).
 STRICT = "strict"
-_EXCERPT = 120
 _CHUNK = 256 * 2**20
 _counts: ContextVar[dict[str, int] | None] = ContextVar("widedeep_bad_rows", default=None)
 
@@ -123,15 +128,13 @@ SEPARATORS = ("\t", ",", ";", "|")
 def describe_first_line(path: Path, limit: int = 1 << 20) -> str:
     """What the first line of a text file looks like, for an error about its format: how many
     fields it has with which separator, and whether it reads as a header (no field is empty
-    or a number)."""
-    with open(path, "rb") as f:
-        line = f.readline(limit).decode("utf-8", "replace").rstrip("\r\n")
+    or a number). None of its text: the file may be anything (`_shown`)."""
+    line = opening_line(path, limit)
     sep = max(SEPARATORS, key=line.count)
     fields = line.split(sep) if line.count(sep) else [line]
-    shown = sep.join(fields[:4]) + (sep + "..." if len(fields) > 4 else "")
     kind = "a header" if all(f.strip() and not _is_number(f) for f in fields) else "data"
     how = f"separated by {sep!r}" if len(fields) > 1 else f"(no {' '.join(map(repr, SEPARATORS))})"
-    return f"line 1 looks like {kind}: {len(fields)} fields {how}, {shown!r}"
+    return f"line 1 looks like {kind}: {len(fields)} fields {how}"
 
 
 def _is_number(text: str) -> bool:
@@ -151,9 +154,12 @@ def bucket_labels(expr: pl.Expr, boundaries: Sequence[int]) -> pl.Expr:
 
 def _read_lines(path: Path, chunk_bytes: int = _CHUNK) -> pl.DataFrame:
     """``line`` (1-based) and ``text`` (no line ending) of every line, read in chunks that end at
-    a newline: one polars string per chunk, as a single string cannot exceed 4 GB."""
+    a newline: one polars string per chunk, as a single string cannot exceed 4 GB. A leading
+    byte-order mark is dropped."""
     frames, first_line, rest = [], 1, b""
     with path.open("rb") as f:
+        if f.read(len(BOM_BYTES)) != BOM_BYTES:
+            f.seek(0)
         while True:
             block = f.read(chunk_bytes)
             data = rest + block
@@ -188,9 +194,15 @@ class Rows:
     the policy; `finish` records the skipped count and returns the parsed columns.
     """
 
-    def __init__(self, path: Path, frame: pl.DataFrame, policy: str, unit: str = "line") -> None:
+    def __init__(
+        self, path: Path, frame: pl.DataFrame, policy: str, unit: str = "line",
+        unchecked: bool = False,
+    ) -> None:
         self.path, self.frame, self.policy, self.unit = path, frame, policy, unit
         self.skipped = 0
+        # ``unchecked``: no header vouches for the format, so a bad first row says the file is
+        # in another one, and an error shows nothing of it.
+        self.first = int(frame["line"][0]) if unchecked and frame.height else None
         self.header: list[str] | None = None
         # What the file looks like (`describe_first_line`), told when every row is bad: then
         # the file is in another format, and skipping bad rows would drop them all.
@@ -220,15 +232,11 @@ class Rows:
             found = [h.strip() for h in first["text"].split(sep)]
             accepted = [list(header), [h for h in header if h != optional]]
             if found not in accepted:
-                without = f" (or without {optional!r})" if optional in header else ""
-                raise BadInputError(
-                    path, f"header {found} is not the expected {list(header)}{without}",
-                    first["line"],
-                )
+                raise BadInputError(path, _header_mismatch(found, accepted, sep), first["line"])
             frame = frame.slice(1)
             if frame.is_empty():
                 raise BadInputError(path, "the file is empty (a header and no data lines)")
-        rows = cls(path, frame, policy)
+        rows = cls(path, frame, policy, unchecked=header is None)
         rows.header = found
         return rows
 
@@ -239,29 +247,30 @@ class Rows:
             raise BadInputError(path, "the file is empty (no rows)")
         return cls(path, frame.with_row_index("line", offset=1), policy, unit="row")
 
-    def reject(self, bad: pl.Expr, reason: str | pl.Expr) -> None:
+    def reject(
+        self, bad: pl.Expr, reason: str, value: pl.Expr | None = None, content: bool = True
+    ) -> None:
         """Rows where ``bad`` holds are bad: raise on the first one, or skip and count them.
-        ``reason`` may be an expression, evaluated on the bad row (e.g. to show the value)."""
+        ``value``, evaluated on the bad row, replaces ``{value}`` in ``reason`` (`shown`);
+        ``content=False``: it is not the file's text (a field count), and always shown."""
         mask = self.frame.select(bad.fill_null(False).alias("bad"))["bad"]
         n_bad = int(mask.sum())
         if not n_bad:
             return
         first = self.frame.filter(mask).head(1)
-        message = reason if isinstance(reason, str) else str(first.select(reason).item())
-        # A parsed table has no raw text: its columns by name.
-        excerpt = (first["text"][0] if "text" in first.columns
-                   else first.drop("line").row(0, named=True))
-        excerpt = str(excerpt)
-        excerpt = excerpt if len(excerpt) <= _EXCERPT else excerpt[:_EXCERPT] + "..."
         line = int(first["line"][0])
+        hidden = line == self.first  # the file's first row fails: show nothing of the file
+        if value is None or (hidden and content):
+            message = reason.replace(": {value}", "").replace(" {value}", "")
+        else:
+            message = reason.replace("{value}", shown(first.select(value).item()))
         if self.policy != "skip":
             hint = " (data.on_bad_rows=skip skips such rows)" if self.policy == "error" else ""
             if n_bad == self.frame.height:
                 about = f"; {self.about}" if self.about else ""
                 hint = f" (so is every {self.unit}: skipping would drop them all{about})"
-            raise BadInputError(
-                self.path, f"{message}; the {self.unit} is {excerpt!r}{hint}", line, self.unit
-            )
+            excerpt = "" if hidden else f"; the {self.unit} is {_excerpt(first)}"
+            raise BadInputError(self.path, f"{message}{excerpt}{hint}", line, self.unit)
         self.skipped += n_bad
         self.frame = self.frame.filter(~mask)
         log.warning(
@@ -298,25 +307,36 @@ class Rows:
         null_values: Sequence[str] = ("",),
     ) -> None:
         """``source`` -> one String column per name; wrong field counts are bad rows; values in
-        ``null_values`` (after stripping spaces, if ``strip``) become null = missing."""
+        ``null_values`` (after stripping spaces, if ``strip``) become null = missing; a value
+        holding a NUL byte is a bad row."""
         n = len(names)
         count = pl.col(source).str.count_matches(sep, literal=True) + 1
-        self.reject(count != n, pl.format("{} fields, expected {} separated by {}", count, n,
-                                          pl.lit(repr(sep))))
+        self.reject(count != n, f"{{value}} fields, expected {n} separated by {sep!r}", count,
+                    content=False)
         parts = pl.col(source).str.split_exact(sep, n - 1).struct.rename_fields(list(names))
         self.frame = self.frame.with_columns(parts.alias("_parts")).unnest("_parts")
         cols = [pl.col(c).str.strip_chars() if strip else pl.col(c) for c in names]
         self.frame = self.frame.with_columns(
             pl.when(c.is_in(list(null_values))).then(None).otherwise(c).name.keep() for c in cols
         )
+        self.refuse_nul(names, source)
+
+    def refuse_nul(self, columns: Sequence[str], source: str | None = None) -> None:
+        """A value of ``columns`` (String) holding a NUL byte is a bad row: text data has none, a
+        binary or damaged file does, and a NUL would pass unseen into vocabularies and output
+        files. ``source``: the raw text column, checked first (one scan for a clean file)."""
+        if source is not None and not self.frame[source].str.contains("\x00", literal=True).any():
+            return
+        for c in columns:
+            self.reject(pl.col(c).str.contains("\x00", literal=True),
+                        f"field {c} holds a NUL byte (\\x00): the file is binary or damaged")
 
     def to_numbers(self, columns: Sequence[str], dtype: pl.DataType = pl.Int64) -> None:
         """Cast String columns; a non-null value that does not parse is a bad row."""
         kind = "an integer" if dtype.is_integer() else "a number"
         for c in columns:
             failed = pl.col(c).is_not_null() & pl.col(c).cast(dtype, strict=False).is_null()
-            self.reject(failed, pl.format("field {} is not {}: '{}'", pl.lit(c), pl.lit(kind),
-                                          pl.col(c)))
+            self.reject(failed, f"field {c} is not {kind}: {{value}}", pl.col(c))
         self.frame = self.frame.with_columns(pl.col(c).cast(dtype) for c in columns)
 
     def to_integers(self, columns: Sequence[str]) -> None:
@@ -327,15 +347,14 @@ class Rows:
             integral = pl.when(as_float == as_float.floor()).then(as_float.cast(pl.Int64))
             value = pl.coalesce(pl.col(c).cast(pl.Int64, strict=False), integral)
             self.reject(pl.col(c).is_not_null() & value.is_null(),
-                        pl.format("field {} is not an integer: '{}'", pl.lit(c), pl.col(c)))
+                        f"field {c} is not an integer: {{value}}", pl.col(c))
             self.frame = self.frame.with_columns(value.alias(c))
 
     def to_label(self, column: str, values: Mapping[str, int], out: str = "label") -> None:
         """Map raw labels to Int8 0/1 under ``out``; any other value is a bad row."""
         known = pl.col(column).is_in(list(values)).fill_null(False)
-        allowed = pl.lit(str(list(values)))
-        shown = pl.col(column).fill_null("")
-        self.reject(~known, pl.format("label '{}' is not one of {}", shown, allowed))
+        self.reject(~known, f"label {{value}} is not one of {list(values)}",
+                    pl.col(column).fill_null(""))
         label = pl.col(column).replace_strict(dict(values), return_dtype=pl.Int8)
         self.frame = self.frame.with_columns(label.alias("__label__")).drop(column)
         self.frame = self.frame.rename({"__label__": out})
@@ -348,3 +367,27 @@ class Rows:
         if self.frame.is_empty():
             raise BadInputError(self.path, f"no valid rows ({self.skipped} bad rows skipped)")
         return self.frame.drop([c for c in ("line", "text") if c in self.frame.columns])
+
+
+def _excerpt(row: pl.DataFrame) -> str:
+    """A bad row as an error shows it: a prefix of its text, escaped (`shown`); a parsed table
+    has no raw text, so its columns by name (a dict's str escapes every key and value)."""
+    if "text" in row.columns:
+        return shown(row["text"][0], PREFIX)
+    text = str(row.drop("line").row(0, named=True))
+    return text[:PREFIX] + ("..." if len(text) > PREFIX else "")
+
+
+def _header_mismatch(found: list[str], accepted: list[list[str]], sep: str) -> str:
+    """Why line 1 is not an accepted header: the first wrong name if it has as many fields as
+    one of them (a typo), else only its field count (the file may be anything: `_shown`)."""
+    for header in accepted:
+        if len(found) == len(header):
+            k = next(i for i, (a, b) in enumerate(zip(found, header, strict=True)) if a != b)
+            return (f"header column {k + 1} is {shown(found[k])}, expected {header[k]!r} "
+                    f"(the header is {sep.join(header)})")
+    expected = accepted[0]
+    names = sep.join(expected[:3]) + ("..." if len(expected) > 3 else "")
+    counts = " or ".join(str(n) for n in dict.fromkeys(len(h) for h in accepted))
+    return (f"header: expected {names} ({counts} fields separated by {sep!r}), found "
+            f"{len(found)}")

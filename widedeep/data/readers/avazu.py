@@ -41,7 +41,7 @@ def read_avazu(cfg: Mapping[str, Any], root: Path, labels: str = "required") -> 
     digits = pl.col("hour").str.contains(r"^\d{8}$")
     parsed = pl.format("{}00", pl.col("hour")).str.to_datetime("%y%m%d%H%M", strict=False)
     when = pl.when(digits).then(parsed)
-    rows.reject(when.is_null(), pl.format("hour '{}' is not YYMMDDHH", pl.col("hour")))
+    rows.reject(when.is_null(), "hour {value} is not YYMMDDHH", pl.col("hour"))
     rows.frame = rows.frame.with_columns(
         when.dt.hour().cast(pl.Int64).alias("hour_of_day"),
         when.dt.weekday().cast(pl.Int64).alias("weekday"),

@@ -30,6 +30,7 @@ from ._rows import (
     label_name,
     labels_optional,
 )
+from ._shown import opening_line
 
 INTEGER = [f"I{i}" for i in range(1, 14)]
 CATEGORICAL = [f"C{i}" for i in range(1, 27)]
@@ -65,7 +66,8 @@ def read_criteo(
 def _read_well_formed(path: Path, label: str, columns: list[str]) -> pl.DataFrame | None:
     """polars' CSV reader with a strict schema: about twice as fast as checking every line, and
     it fails (-> None) on exactly what the checking reader would reject: a wrong field count, a
-    non-integer count or a label outside {0, 1}. ``columns``: `COLUMNS`, or without the label."""
+    non-integer count, a label outside {0, 1} or a NUL byte. ``columns``: `COLUMNS`, or without
+    the label."""
     schema = {
         "label": pl.Int8,
         **dict.fromkeys(INTEGER, pl.Int64),
@@ -89,7 +91,8 @@ def _read_well_formed(path: Path, label: str, columns: list[str]) -> pl.DataFram
         return None
     # polars fills a short line's missing trailing fields with nulls instead of failing; a line
     # with too many fields does fail, so exactly 39 (38) tabs a row <=> 39 (38) * rows in all.
-    if _count_tabs(path) != (len(columns) - 1) * frame.height:
+    tabs, nul = _count_tabs(path)
+    if nul or tabs != (len(columns) - 1) * frame.height:
         return None
     # The same column order as the checking reader: features first, the label last.
     kept = [pl.col("label").alias(label)] if labelled else []
@@ -99,8 +102,7 @@ def _read_well_formed(path: Path, label: str, columns: list[str]) -> pl.DataFram
 def _layout(path: Path, limit: int = 1 << 20) -> tuple[str, bool]:
     """(separator, whether line 1 is the header ``label,I1..C26``) from the first line: a tab
     if it has one, else a comma if it has the commas of 39 or 40 fields."""
-    with open(path, "rb") as f:
-        line = f.readline(limit).decode("utf-8", "replace").rstrip("\r\n")
+    line = opening_line(path, limit)
     sep = "\t" if "\t" in line or line.count(",") < len(COLUMNS) - 2 else ","
     fields = [f.strip() for f in line.split(sep)]
     return sep, fields in (COLUMNS, COLUMNS[1:])
@@ -112,10 +114,12 @@ def _first_line_fields(path: Path, limit: int = 1 << 20) -> int:
         return f.readline(limit).count(b"\t") + 1
 
 
-def _count_tabs(path: Path, chunk: int = 1 << 24) -> int:
-    """Tabs in the file, read in 16 MiB chunks (the file may be larger than memory)."""
-    total = 0
+def _count_tabs(path: Path, chunk: int = 1 << 24) -> tuple[int, bool]:
+    """Tabs in the file, and whether it holds a NUL byte; read in 16 MiB chunks (the file may
+    be larger than memory)."""
+    total, nul = 0, False
     with open(path, "rb") as f:
         while block := f.read(chunk):
             total += block.count(b"\t")
-    return total
+            nul = nul or b"\x00" in block
+    return total, nul

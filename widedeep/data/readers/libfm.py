@@ -52,12 +52,11 @@ def read_libfm_file(
         index = parts.struct.field("field_0").cast(pl.Int64, strict=False)
         value = parts.struct.field("field_1").cast(pl.Float64, strict=False)
         rows.reject(index.is_null() | (value != 1.0).fill_null(True),
-                    pl.format("token '{}' for {} is not index:1", pl.col(name), pl.lit(name)))
+                    f"token {{value}} for {name} is not index:1", pl.col(name))
         raw = index.replace_strict(table["index"], table["value"], default=None)
         rows.frame = rows.frame.with_columns(raw.alias(f"_{name}"))
         rows.reject(pl.col(f"_{name}").is_null(),
-                    pl.format("index {} is not a value of field {} in the feature map", index,
-                              pl.lit(name)))
+                    f"index {{value}} is not a value of field {name} in the feature map", index)
     if "_label" in names:
         rows.to_label("_label", LABELS, label)
     kept = [label] if "_label" in names else []

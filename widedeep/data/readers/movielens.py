@@ -31,6 +31,7 @@ from ._rows import (
     label_name,
     labels_optional,
 )
+from ._shown import plain, shown_names
 
 GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -47,13 +48,15 @@ def _parquet(
     try:
         frame = pl.read_parquet(path)
     except Exception as e:  # polars raises several types for a truncated or non-Parquet file
-        raise BadInputError(path, f"cannot be read as Parquet ({type(e).__name__}: {e})") from e
+        raise BadInputError(path, f"cannot be read as Parquet ({type(e).__name__}: "
+                            f"{plain(str(e))})") from e
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise BadInputError(path, f"missing columns {missing}; has {frame.columns}")
+        raise BadInputError(path, f"missing columns {missing}; has {shown_names(frame.columns)}")
     if key != "ratings":  # a side table: a repeated id would duplicate ratings in the join
         rows = Rows.from_frame(path, frame, STRICT)
         rows.reject(~pl.col(columns[0]).is_first_distinct(), f"{columns[0]} listed twice")
+        rows.refuse_nul([c for c in columns if frame.schema[c] == pl.String])
     return path, frame
 
 
@@ -68,10 +71,13 @@ def read_movielens(
     path, ratings = _parquet(cfg, root, "ratings", needed)
     columns = [c for c in columns if c in ratings.columns]
     rows = Rows.from_frame(path, ratings.select(columns), policy)
-    rows.reject(pl.col("user_id").is_null() | pl.col("movie_id").is_null(), "a null id")
+    for c in ("user_id", "movie_id"):
+        rows.reject(pl.col(c).is_null(), f"column {c!r} is null; expected an id (an integer)")
     if "rating" in columns:
-        rows.reject(~pl.col("rating").is_between(1, 5).fill_null(False),
-                    pl.format("rating {} is not in 1..5", pl.col("rating")))
+        rows.reject(pl.col("rating").is_null(), "column 'rating' is null; expected a rating "
+                    "1..5 (to score unrated rows, leave out the whole column)")
+        rows.reject(~pl.col("rating").is_between(1, 5), "rating {value} is not in 1..5",
+                    pl.col("rating"))
     ratings = rows.finish()
     if "rating" in columns:
         ratings = ratings.with_columns((pl.col("rating") >= 4).cast(pl.Int8).alias(label))

@@ -16,7 +16,8 @@ value that is not one is a bad row); a bag is a list column or a string of value
 ``data.label.column`` compared with ``label.positive`` (a value, or a list of values, that
 means 1), else ``>= label.threshold``, else the column itself, which must hold 0/1 (or
 true/false). Bad rows go through the bad-row policy, numbered per file (``line`` for text files,
-counting the header; ``row`` for Parquet and NDJSON); a blank line is skipped. A line with more
+counting the header; ``row`` for Parquet and NDJSON); a blank line is skipped; a text value
+holding a NUL byte is a bad row; a leading UTF-8 byte-order mark is ignored. A line with more
 fields than the header cannot be parsed, and is an error under either policy; a shorter one's
 missing fields are missing values. When serving (``labels="optional"``), a table without the
 label's column is read without a label.
@@ -24,6 +25,7 @@ label's column is read without a label.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from ._rows import (
     labels_optional,
     resolve_files,
 )
+from ._shown import BOM_BYTES, plain, shown_names
 
 FORMATS = {
     ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
@@ -106,8 +109,11 @@ def table_rows(
     missing = [c for c in dict.fromkeys(needed) if c not in names]
     about = describe_first_line(where) if first_line is not None else None
     if missing:
+        # None of the columns asked for: the file may be anything, so none of its names.
+        has = (f"the table has {shown_names(names)}" if len(missing) < len(set(needed))
+               else f"the table has none of them ({len(names)} columns)")
         raise BadInputError(where, f"no column {missing} (data.features, data.label.column); "
-                            f"the table has {names}" + (f"; {about}" if about else ""))
+                            f"{has}" + (f"; {about}" if about else ""))
     kept = list(dict.fromkeys([*needed, *_present(source, names)]))
     reserved = [c for c in kept if c in RESERVED]
     if reserved:
@@ -115,6 +121,7 @@ def table_rows(
                          "rename them in the table")
     rows = _rows(cfg, where, frame.select(kept), first_line)
     rows.about = about
+    rows.refuse_nul([c for c, t in rows.frame.schema.items() if t == pl.String and c != "line"])
     categorical = list(features.get("categorical") or ())
     rows.frame = rows.frame.with_columns(pl.col(categorical).cast(pl.String))
     numbers = [*(features.get("dense") or ()), *(features.get("discretize") or ())]
@@ -136,7 +143,8 @@ def _rows(cfg: Mapping[str, Any], where: Path, frame: pl.DataFrame, first_line: 
         return Rows.from_frame(where, frame, policy)
     frame = frame.with_row_index("line", offset=first_line)
     blank = pl.all_horizontal(pl.col(c).is_null() for c in frame.columns[1:])
-    return Rows(where, frame.filter(~blank), policy)
+    # Without a header, nothing has vouched for the file's format yet.
+    return Rows(where, frame.filter(~blank), policy, unchecked=not cfg.get("header", True))
 
 
 def frame_rows(cfg: Mapping[str, Any], frame: pl.DataFrame, labels: str = "required",
@@ -199,14 +207,13 @@ def _label(rows: Rows, source: str, label: Mapping[str, Any], out: str) -> None:
         value = text.is_in([str(v) for v in values]).cast(pl.Int8)
     elif threshold is not None:
         number = raw.cast(pl.Float64, strict=False)
-        rows.reject(number.is_null(), pl.format("label column {} is not a number: '{}'",
-                                                pl.lit(source), raw.cast(pl.String)))
+        rows.reject(number.is_null(), f"label column {source} is not a number: {{value}}",
+                    raw.cast(pl.String))
         value = (number >= float(threshold)).cast(pl.Int8)
     else:
         text = raw.cast(pl.String).str.strip_chars().str.to_lowercase()
-        shown = raw.cast(pl.String)
-        rows.reject(~text.is_in(list(BINARY)), pl.format(
-            "label '{}' is not 0/1 (set data.label.positive or data.label.threshold)", shown))
+        rows.reject(~text.is_in(list(BINARY)), "label {value} is not 0/1 (set "
+                    "data.label.positive or data.label.threshold)", raw.cast(pl.String))
         value = text.replace_strict(BINARY, return_dtype=pl.Int8)
     rows.frame = rows.frame.with_columns(value.alias("__label__")).drop(source)
     rows.frame = rows.frame.rename({"__label__": out})
@@ -233,17 +240,26 @@ def _load(cfg: Mapping[str, Any], path: Path) -> tuple[pl.DataFrame, int | None]
         if fmt == "parquet":
             frame = pl.read_parquet(path)
         elif fmt == "ndjson":
-            frame = pl.read_ndjson(path, infer_schema_length=None)
+            frame = pl.read_ndjson(_without_bom(path), infer_schema_length=None)
         else:
             frame = _read_csv(cfg, path)
-    except pl.exceptions.PolarsError as e:
+    except (pl.exceptions.PolarsError, OSError) as e:  # OSError: e.g. no mmap on /proc
         about = f"; {describe_first_line(path)}" if fmt == "csv" else ""
-        first = str(e).strip().splitlines()[0]
+        first = plain(str(e).strip().splitlines()[0])
         raise BadInputError(path, f"cannot be read as {fmt} ({first}){about}") from e
     if frame.is_empty():
         raise BadInputError(path, "the file is empty (no rows)")
     # A header is line 1. (A quoted field spanning lines is counted as one line.)
     return frame, (1 + int(bool(cfg.get("header", True))) if fmt == "csv" else None)
+
+
+def _without_bom(path: Path) -> Path | io.BytesIO:
+    """``path``, or its bytes after a leading byte-order mark (polars' CSV reader drops one,
+    its NDJSON reader fails on it)."""
+    with open(path, "rb") as f:
+        if f.read(len(BOM_BYTES)) != BOM_BYTES:
+            return path
+        return io.BytesIO(f.read())
 
 
 def _read_csv(cfg: Mapping[str, Any], path: Path) -> pl.DataFrame:
