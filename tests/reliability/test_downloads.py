@@ -6,10 +6,15 @@ file carries a checksum. Loopback and file:// URLs only, never the internet."""
 from __future__ import annotations
 
 import hashlib
+import http.server
 import logging
 import re
 import socket
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pooch
@@ -155,3 +160,60 @@ def test_a_git_sha1_is_checked_on_download(tmp_path, monkeypatch, capsys):
     line = error_line(code, capsys.readouterr().err)
     assert "expected git blob SHA-1 " + "0" * 40 in line and "(data.csv)" in line, line
     assert not (tmp_path / "root" / "toy" / "data.csv").exists()
+
+
+class _Stalls(http.server.BaseHTTPRequestHandler):
+    """Sends half of PAYLOAD, then holds the connection open until the test ends."""
+
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
+        self.wfile.flush()
+        self.release.wait(120)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+_DOWNLOAD = """
+import sys
+from widedeep.data.download import download_dataset
+from widedeep.data.sources import SOURCES, RemoteFile, Source
+SOURCES["toy"] = Source(title="toy", homepage="x", automated=True, why="t", terms="t",
+    provides="t", files=(RemoteFile("https://example.invalid/data.csv", "toy/data.csv",
+                                    sha256=sys.argv[3]),))
+download_dataset("toy", sys.argv[1], base_url=sys.argv[2], retries=0)
+"""
+
+
+def test_a_download_really_killed_midway_is_cleaned_by_the_next_run(tmp_path, monkeypatch):
+    handler = type("Handler", (_Stalls,), {"release": threading.Event()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root, script = tmp_path / "root", tmp_path / "download.py"
+    script.write_text(_DOWNLOAD)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    child = subprocess.Popen([sys.executable, str(script), str(root), base, SHA])
+    try:
+        deadline = time.monotonic() + 120  # a bound, not a timing assumption
+        while not list((root / "toy").glob(".data.csv.*/*")) and child.poll() is None:
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.05)
+        child.kill()
+        child.wait(30)
+    finally:
+        handler.release.set()
+        server.shutdown()
+        server.server_close()
+    left = list((root / "toy").iterdir())
+    assert left and not (root / "toy" / "data.csv").exists()  # what the kill left behind
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "data.csv").write_bytes(PAYLOAD)
+    toy(monkeypatch)
+    download.download_dataset("toy", root, base_url=mirror.as_uri())
+    assert sorted(p.name for p in (root / "toy").iterdir()) == ["data.csv"]
