@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from widedeep.cli.errors import report_user_error
 from widedeep.data.pipeline import prepare
+
+PROG = "python -m widedeep.cli.build_cache"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -17,8 +20,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from widedeep.cli.config import compose_config
 
     overrides = list(sys.argv[1:] if argv is None else argv)
-    cfg = OmegaConf.to_container(compose_config(overrides).data, resolve=True)
-    directory, manifest, hit = prepare({**cfg, "cache": True})  # type: ignore[dict-item]
+    try:
+        cfg = OmegaConf.to_container(compose_config(overrides).data, resolve=True)
+        directory, manifest, hit = prepare({**cfg, "cache": True})  # type: ignore[dict-item]
+    except Exception as err:
+        sys.exit(report_user_error(PROG, err))
     print(f"{directory}: {'reused' if hit else 'built'}, rows {manifest['rows']}")
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from widedeep.cli.errors import report_user_error
+from widedeep.cli.errors import one_line_errors, report_user_error
 from widedeep.cli.keys import check_keys, explain
+from widedeep.training.run import ConfigError
 
 # The config tree ships inside the package (a wheel finds it too); importing it registers the
 # schema (widedeep/conf/schema.py) in Hydra's ConfigStore.
@@ -25,25 +26,36 @@ CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 def compose_config(overrides: list[str] | None = None, output_dir: str | None = None) -> DictConfig:
     """The config ``widedeep-train`` would run, without the command line (tests, notebooks).
     A mistyped key or a value of the wrong type raises `ConfigError` naming it."""
-    from hydra import compose, initialize_config_module
-
-    try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            cfg = compose(config_name="train", overrides=list(overrides or []))
-    except Exception as err:
-        raise explain(err) from err
-    check_keys(cfg, "train")
+    cfg = _compose("train", list(overrides or []))
     OmegaConf.set_struct(cfg, False)
     cfg.output_dir = output_dir or "outputs/compose"
     OmegaConf.set_struct(cfg, True)
     return cfg
 
 
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """``config_name`` composed with ``overrides``, its keys checked; config mistakes raise a
+    one-line `ConfigError`."""
+    from hydra import compose, initialize_config_module
+
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides)
+    except Exception as err:
+        raise explain(err, config_name, overrides) from err
+    check_keys(cfg, config_name)
+    return cfg
+
+
 def run_app(prog: str, config_name: str, entry: Callable[[DictConfig], Any]) -> None:
-    """``@hydra.main`` around ``entry``, with every mistake Hydra finds itself (an unknown key,
-    a value of the wrong type, a missing group option) one line and exit code 2, as the
-    entry's own (`report_user_error`); ``entry`` gets a config whose keys were checked."""
+    """``@hydra.main`` around ``entry``, with every mistake Hydra finds itself (an unknown key
+    or flag, a value of the wrong type, a missing group option, a run folder that cannot be
+    written) one line and exit code 2, as the entry's own (`report_user_error`); a single run's
+    config is checked before Hydra creates its run folder; ``entry`` gets a config whose keys
+    were checked."""
     import hydra
+
+    overrides = _precheck(prog, config_name)
 
     @functools.wraps(entry)  # Hydra names the job after the entry's module or file
     def checked(cfg: DictConfig) -> Any:
@@ -60,12 +72,51 @@ def run_app(prog: str, config_name: str, entry: Callable[[DictConfig], Any]) -> 
     try:
         main(checked)()
     except Exception as err:
-        sys.exit(report_user_error(prog, explain(err)))
+        sys.exit(report_user_error(prog, _explain_hydra(err, config_name, overrides)))
     finally:
         if saved is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = saved
+
+
+def _precheck(prog: str, config_name: str) -> list[str]:
+    """Parse the command line as Hydra will (an unknown flag: one line, exit 2) and, for a
+    plain single run, compose and check its config, so that a mistake leaves no run folder
+    behind; returns the overrides."""
+    from hydra._internal.utils import get_args_parser  # the parser hydra.main itself uses
+
+    parser = get_args_parser()
+    parser.prog = prog
+    one_line_errors(parser)
+    args = parser.parse_args()
+    special = (args.multirun, args.help, args.hydra_help, args.cfg, args.info, args.run,
+               args.shell_completion, args.config_path, args.config_name, args.config_dir,
+               args.experimental_rerun)
+    if not any(special):
+        try:
+            _compose(config_name, list(args.overrides))
+        except ConfigError as err:
+            sys.exit(report_user_error(prog, err))
+        except Exception:  # anything else: Hydra's own run reports it its way
+            pass
+    return list(args.overrides)
+
+
+def _explain_hydra(err: BaseException, config_name: str, overrides: list[str]) -> BaseException:
+    """`explain`, and a run folder Hydra cannot create or write in words naming it."""
+    explained = explain(err, config_name, overrides)
+    if explained is err and isinstance(err, OSError) and err.filename:
+        sweep = any(a in ("-m", "--multirun") for a in sys.argv[1:])
+        key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+        reason = (err.strerror or type(err).__name__).lower()
+        return RunFolderError(f"run folder {err.filename}: cannot create or write it ({reason});"
+                              f" set {key} to a writable folder")
+    return explained
+
+
+class RunFolderError(OSError):
+    """The run folder (hydra.run.dir / hydra.sweep.dir) cannot be created or written."""
 
 
 def hydra_multirun() -> bool:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from widedeep.cli.errors import report_user_error
+from widedeep.cli.errors import OneLineParser, report_user_error
 from widedeep.data.download import RETRIES, ManualDownloadRequired, download_dataset
 from widedeep.data.sources import SOURCES, get_source
 
@@ -29,7 +29,7 @@ PROG = "widedeep-data"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (
         ("prepare", "build a dataset as configured (no training); print a one-line summary"),

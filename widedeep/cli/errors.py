@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from typing import NoReturn
 
 # Wrong config values, missing or malformed files, bad overrides: the user's to fix.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError, OSError)
@@ -26,3 +28,20 @@ def report_user_error(prog: str, err: BaseException) -> int:
     message = " ".join(text.split()) or type(err).__name__
     print(f"{prog}: error: {message} (WIDEDEEP_DEBUG=1 shows the traceback)", file=sys.stderr)
     return 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a usage mistake in one ``prog: error: ...`` line (exit 2), not the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        usage_error(self.prog, message)
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """Make an existing parser (Hydra's) report a usage mistake as `OneLineParser` does."""
+    parser.error = lambda message: usage_error(parser.prog, message)  # type: ignore[method-assign]
+
+
+def usage_error(prog: str, message: str) -> NoReturn:
+    print(f"{prog}: error: {' '.join(message.split())} (--help shows the usage)", file=sys.stderr)
+    sys.exit(2)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-from widedeep.cli.errors import report_user_error
+from widedeep.cli.errors import OneLineParser, report_user_error
 from widedeep.serving.export import export_model
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="widedeep-export", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="widedeep-export", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a run's checkpoint, or the run directory")
     parser.add_argument("output", help="the .pt2 file to write")
     args = parser.parse_args(argv)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from omegaconf import OmegaConf
 
-from widedeep.cli.errors import report_user_error
+from widedeep.cli.errors import OneLineParser, report_user_error
 from widedeep.experiment.wide_weights import inspect_wide, plot_weights, run_paths
 from widedeep.serving.predictor import load_preprocessor
 
@@ -26,7 +26,7 @@ PROG = "widedeep-inspect"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG, description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -72,24 +72,59 @@ def check_keys(cfg: DictConfig, app: str = "train") -> None:
     _walk(cfg, "", [*ROOT_KEYS[app], *hydra])
 
 
-def explain(err: BaseException) -> BaseException:
-    """``err``, or a one-line `ConfigError` when ``err`` (or its cause) is OmegaConf's error on
-    a schema node: an unknown key (naming the closest valid one) or a value of the wrong type."""
+def explain(err: BaseException, app: str = "train", overrides: Iterable[str] = ()) -> BaseException:
+    """``err``, or a one-line `ConfigError` when ``err`` (or its cause) is a config mistake
+    Hydra or OmegaConf found: an unknown key (naming the closest valid one, also at the root of
+    ``app``'s config), a value of the wrong type, a group option that does not exist (naming
+    the closest one), or an override that does not parse. A mistake of a config file rather
+    than of the command line (``overrides``) names the file."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    source = re.match(r"In '([^']+)'", str(err))  # where Hydra found it
     seen: BaseException | None = err
     while seen is not None:
-        schema = getattr(seen, "object_type", None)
-        full_key = str(getattr(seen, "full_key", None) or "")
-        if isinstance(seen, OmegaConfBaseException) and full_key and _is_schema(schema):
-            path, _, key = full_key.rpartition(".")
-            valid = [f.name for f in dataclasses.fields(schema)]
-            if key not in valid:
-                message = unknown_key_message(path, key, valid)
-            else:  # the first line: the rest repeats full_key and the schema's name
-                message = f"{full_key}: {str(seen.msg).splitlines()[0]}"
-            source = re.match(r"In '([^']+)'", str(err))  # a config file's own mistake
+        if isinstance(seen, OverrideParseException):
+            text = " ".join(str(seen.message).split()).replace(" See ", "; see ")
+            return ConfigError(f"override {seen.override!r}: {text}")
+        if isinstance(seen, MissingConfigException) and seen.options and seen.missing_cfg_file:
+            return ConfigError(_missing_option(seen.missing_cfg_file, seen.options, overrides,
+                                               source[1] if source else None))
+        message = _key_mistake(seen, ROOT_KEYS.get(app, _TRAIN))
+        if message:
             return ConfigError(message + (f" (in {source[1]}.yaml)" if source else ""))
         seen = seen.__cause__ or seen.__context__
     return err
+
+
+def _key_mistake(err: BaseException, root_keys: Iterable[str]) -> str | None:
+    """OmegaConf's error on a schema node, or on a key the root of the config lacks, in words."""
+    full_key = str(getattr(err, "full_key", None) or "")
+    if not isinstance(err, OmegaConfBaseException) or not full_key:
+        return None
+    schema = getattr(err, "object_type", None)
+    if _is_schema(schema):
+        path, _, key = full_key.rpartition(".")
+        valid = [f.name for f in dataclasses.fields(schema)]
+        if key not in valid:
+            return unknown_key_message(path, key, valid)
+        # the first line: the rest repeats full_key and the schema's name
+        return f"{full_key}: {str(err.msg).splitlines()[0]}"
+    root = full_key.split(".")[0]
+    if root not in (*root_keys, "hydra"):
+        return unknown_key_message("", root, root_keys)
+    return None
+
+
+def _missing_option(missing: str, options: Iterable[str], overrides: Iterable[str],
+                    source: str | None) -> str:
+    """``data=nosuch: no such option (did you mean ...?); choose from ...`` for Hydra's missing
+    ``data/nosuch`` config (a group option)."""
+    group, _, value = missing.rpartition("/")
+    options = sorted(options)
+    hint = did_you_mean(value, options, prefix=f"{group}=")
+    given = {o.lstrip("+~") for o in overrides}
+    where = "" if f"{group}={value}" in given or source is None else f" (in {source}.yaml)"
+    return f"{group}={value}: no such option{hint}; choose from {', '.join(options)}{where}"
 
 
 def _is_schema(schema: object) -> bool:

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from omegaconf import OmegaConf
 
 from widedeep.cli.errors import report_user_error
+from widedeep.cli.keys import unknown_key_message
 from widedeep.core.allocator import keep_freed_memory
 from widedeep.serving.predictor import predict_file
 
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise ValueError(f"expected key=value arguments, got {loose} (--help lists the keys)")
         unknown = sorted({a.split("=", 1)[0] for a in args} - DEFAULTS.keys())
         if unknown:  # a mistyped key is an error, not ignored
-            raise ValueError(f"unknown keys {unknown}; the keys are {list(DEFAULTS)}")
+            raise ValueError(unknown_key_message("", unknown[0], DEFAULTS))
         cfg = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(args))
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:

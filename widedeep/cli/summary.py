@@ -7,14 +7,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from widedeep.cli.errors import report_user_error
+from widedeep.cli.errors import OneLineParser, report_user_error
 from widedeep.experiment.sweeps import collect, to_markdown
 
 PROG = "python -m widedeep.cli.summary"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         description="A Markdown table of the runs below a directory (one row per metrics.json: "
         "dataset, model, seed, each command-line override of the runs, e.g. optim.wide.lr in "

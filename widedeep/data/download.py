@@ -30,6 +30,7 @@ import pooch
 from widedeep.core.io import atomic_write
 from widedeep.data._pooch import copy_file_url, quiet
 from widedeep.data.sources import Derived, RemoteFile, get_source, instructions
+from widedeep.data.staging import exclusive, remove_leftovers, staging_prefix
 from widedeep.data.unpack import UnpackError, unpack
 
 log = logging.getLogger("widedeep.download")
@@ -83,10 +84,14 @@ def download_dataset(
             raise ManualDownloadRequired(name, instructions(name, root))
         return [root / f.target for f in source.files]
     paths: list[Path] = []
+    targets = [root / t for t in [*(f.target for f in source.files),
+                                  *(d.target for d in source.derived)]]
     try:
-        for remote in source.files:
-            paths += _download_file(remote, root, base_url, force, retries)
-        return paths + [_derive(item, root, force) for item in source.derived]
+        with exclusive(root):
+            remove_leftovers(targets)
+            for remote in source.files:
+                paths += _download_file(remote, root, base_url, force, retries)
+            return paths + [_derive(item, root, force) for item in source.derived]
     except DownloadError as err:
         raise type(err)(f"download {name}: {err}") from err
 
@@ -98,11 +103,24 @@ def known_hash(remote: RemoteFile) -> str | None:
     return f"md5:{remote.md5}" if remote.md5 else None
 
 
+def git_blob_sha1(path: Path) -> str:
+    """The file's git blob hash (what ``git hash-object`` prints and GitHub's tree lists)."""
+    digest = hashlib.sha1(b"blob %d\0" % Path(path).stat().st_size)
+    with open(path, "rb") as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _present(remote: RemoteFile, target: Path) -> bool:
     """True if ``target`` exists and matches its checksum (when one is known)."""
     if not target.is_file():
         return False
     if (expected := known_hash(remote)) is None:
+        if remote.git_sha1 and (actual := git_blob_sha1(target)) != remote.git_sha1:
+            log.warning("%s: present but expected git blob SHA-1 %s, got %s", target,
+                        remote.git_sha1, actual)
+            return False
         return True
     algorithm, digest = expected.split(":")
     actual = pooch.file_hash(str(target), alg=algorithm)
@@ -119,9 +137,9 @@ def _download_file(
     fresh = force or not _present(remote, target)
     if fresh:
         log.info("downloading %s -> %s", url, target)
-        _fetch(url, target, known_hash(remote), retries)
+        _fetch(url, target, known_hash(remote), retries, remote.git_sha1)
     else:
-        verified = "verified" if known_hash(remote) else "no checksum to verify"
+        verified = "verified" if known_hash(remote) or remote.git_sha1 else "no checksum to verify"
         log.info("%s: present (%s), skipped", target, verified)
     paths = [target]
     if remote.unpack:
@@ -132,13 +150,16 @@ def _download_file(
     return paths
 
 
-def _fetch(url: str, target: Path, expected: str | None, retries: int) -> None:
-    """Have pooch fetch ``url`` into a staging folder beside ``target``, then rename it there."""
+def _fetch(url: str, target: Path, expected: str | None, retries: int,
+           git_sha1: str | None = None) -> None:
+    """Have pooch fetch ``url`` into a staging folder beside ``target``, check it (``expected``
+    by pooch, else ``git_sha1``), then rename it there."""
     import requests
 
     downloader = _downloader(url, 1 + retries)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as stage:
+    with tempfile.TemporaryDirectory(prefix=staging_prefix(target.name), dir=target.parent) \
+            as stage:
         fetcher = pooch.create(path=stage, base_url="", registry={target.name: expected},
                                urls={target.name: url}, retry_if_failed=retries)
         try:
@@ -149,8 +170,12 @@ def _fetch(url: str, target: Path, expected: str | None, retries: int) -> None:
         except ValueError as err:  # pooch's checksum mismatch; its tail says what it deleted
             raise ChecksumError(f"{url}: {str(err).split('. Deleted')[0]}; nothing written") \
                 from err
+        if expected is None and git_sha1 and (actual := git_blob_sha1(Path(staged))) != git_sha1:
+            raise ChecksumError(f"{url}: git blob SHA-1 of downloaded file ({target.name}) does "
+                                f"not match: expected git blob SHA-1 {git_sha1} but got {actual}"
+                                "; nothing written")
         if expected is None:
-            log.info("%s: no published checksum; sha256 %s", target.name, pooch.file_hash(staged))
+            log.info("%s: no published sha256; sha256 %s", target.name, pooch.file_hash(staged))
         os.replace(staged, target)
 
 

@@ -21,8 +21,11 @@ class RemoteFile:
     url: str
     target: str  # relative to the data root; a mirror (base_url) serves it under its file name
     sha256: str | None = None
-    md5: str | None = None  # only where no sha256 is published
+    md5: str | None = None  # checked only where no sha256 is known
     size: int | None = None
+    # git blob SHA-1 (``git hash-object``) as GitHub's tree lists it: where a file comes from a
+    # repository, proof that a shared copy is that file; checked on download if no sha256.
+    git_sha1: str | None = None
     unpack: str | None = None  # "zip" | "tar.gz" | "gz": extracted into the target's folder
 
 
@@ -170,20 +173,27 @@ SOURCES: dict[str, Source] = {
         homepage="https://www.baltrunas.info/context-aware/frappe",
         files=(
             # sha256 of the original NFM files (CRLF), then of the LF copies, as in the README.
+            # The git blob SHA-1s are those of NFM's tree at the pinned commit; the shared copies
+            # have them, so the shared sha256 is that of the files served.
             RemoteFile(
                 url=f"{_NFM}/frappe.validation.libfm",
                 target="frappe/nfm_libfm/frappe.validation.libfm",
                 sha256="fdf4be563a7dd9b15f7a6e8b32671e90e6e7a2a2bd3af4e10bf13c5ad7e76e9e",
                 size=4_163_044,
+                git_sha1="50b9c04bcf58dcb46d0b0070d3d6f88b45c9baab",
             ),
             RemoteFile(
                 url=f"{_NFM}/frappe.test.libfm",
                 target="frappe/nfm_libfm/frappe.test.libfm",
                 sha256="a2ebaef3a9af8e55f8bb0d08bc4923965e42e43760ebd7635ac2f8c5db99e097",
                 size=2_081_389,
+                git_sha1="d7cdd03f0e2415c97618de617f20bedd50e8fce7",
             ),
-            # No checksum known: the shared folder never had this file.
-            RemoteFile(f"{_NFM}/frappe.train.libfm", "frappe/nfm_libfm/frappe.train.libfm"),
+            # No sha256 can be had: no copy exists to hash (the shared folder never had it, and
+            # repository snapshots omit its 14.6 MB blob). Its git blob SHA-1, in NFM's tree at
+            # the pinned commit and AFM's (the same blob), is checked instead.
+            RemoteFile(f"{_NFM}/frappe.train.libfm", "frappe/nfm_libfm/frappe.train.libfm",
+                       git_sha1="176b2aaf1f63dd13d3e66a5c17c8ec8186e91893"),
             # sha256 of the original archive from baltrunas.info (README: frappe/raw).
             RemoteFile(
                 url="https://www.baltrunas.info/_files/archives/"
@@ -223,12 +233,16 @@ SOURCES: dict[str, Source] = {
         title="MovieLens 100K (GroupLens)",
         homepage="https://grouplens.org/datasets/movielens/100k/",
         files=(
-            # md5 of ml-100k.zip as other loaders pin it (GroupLens publishes ml-100k.zip.md5);
-            # not checked here. The shared parquet files are not this archive.
+            # No shared copy of the archive (the shared parquet files come from a wheel), so the
+            # sha256 is not computed here: it is the one loaders publish for ml-100k.zip (nine
+            # independent pins; one beside this md5, GroupLens' own ml-100k.zip.md5, and this
+            # size). sha256 is checked; the md5 stays as the published record.
             RemoteFile(
                 url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
                 target="movielens100k/ml-100k.zip",
+                sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
                 md5="0e33842e24a9c977be4e0107933c0723",
+                size=4_924_029,
                 unpack="zip",
             ),
         ),

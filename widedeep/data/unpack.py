@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import pooch
 
 from widedeep.data._pooch import quiet
+from widedeep.data.staging import staging_prefix
 
 log = logging.getLogger("widedeep.download")
 KINDS = ("zip", "tar.gz", "gz")
@@ -48,7 +49,8 @@ def _unpack(kind: str, archive: Path, redo: bool) -> list[Path]:
             if redo or not dest.is_file()]
     if not todo:
         return dests
-    with tempfile.TemporaryDirectory(prefix=f".{archive.name}.", dir=archive.parent) as stage:
+    with tempfile.TemporaryDirectory(prefix=staging_prefix(archive.name), dir=archive.parent) \
+            as stage:
         _extract(kind, archive, Path(stage).name, names)
         for name, dest in todo:
             dest.parent.mkdir(parents=True, exist_ok=True)
