@@ -2,7 +2,7 @@
 # The tuned joint-vs-ensemble study (issue 15: primary comparisons and the size frontier), one at
 # a time, resumable: every run and tuning trial lives in $WIDEDEEP_BENCH_STORE keyed by what
 # trains it, so running this again reuses everything finished and resumes the rest.
-#   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|frappe|bars-frappe|size-synthetic|phase|all]
+#   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|synthetic-p3|frappe|bars-frappe|size-synthetic|phase|all]
 # Budget and timings: benchmarks/README.md ("The tuned study").
 # A run is reused only by a checkout whose training code (core, nn, optim, data, training)
 # is the one that trained it: resume a study from a worktree at the commit its runs name.
@@ -60,10 +60,13 @@ case "${1:-all}" in
   adult | all) run adult experiment=jve_adult "${PRIMARY[@]}" ;;&
   movielens | all) run movielens experiment=jve_movielens "${PRIMARY[@]}" ;;&
   synthetic | all) run synthetic experiment=joint_vs_ensemble "${PRIMARY[@]}" ;;&
+  # Sensitivity: the primary synthetic comparison with patience 3, not 1 (with patience 1 the
+  # deep tower alone stops on its first flat epoch in 6 of 15 cells; RESULTS.md, synthetic).
+  synthetic-p3 | all) run synthetic-p3 experiment=joint_vs_ensemble trainer.patience=3 "${PRIMARY[@]}" ;;&
   frappe | all) run frappe experiment=jve_frappe bench.tune.trials=20 "${PRIMARY[@]}" ;;&
   bars-frappe | all) run bars-frappe experiment=jve_bars_frappe bench.tune.trials=0 trainer.max_epochs=100 ;;&
   size-synthetic | all) run size-synthetic experiment=size_synthetic ;;&
   phase | all) phase ;;&
-  criteo | adult | movielens | synthetic | frappe | bars-frappe | size-synthetic | phase | all) ;;
+  criteo | adult | movielens | synthetic | synthetic-p3 | frappe | bars-frappe | size-synthetic | phase | all) ;;
   *) echo "study: unknown dataset $1" >&2; exit 2 ;;
 esac
