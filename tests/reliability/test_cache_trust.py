@@ -139,6 +139,15 @@ def test_single_bit_flips_are_never_served(cfg, reader) -> None:
         assert_same(first, pipeline.load_data(cfg))
     assert reader.calls == 1 + flips
     assert manifest_of(entry)["rebuilds"] == flips
+    # The manifest carries a hash of itself: a flipped digit in, say, a vocabulary size too.
+    manifest = entry / "manifest.json"
+    body = bytearray(manifest.read_bytes())
+    at = body.index(b'"rows"')
+    at += body[at:].index(b"24")  # train's 240 rows
+    body[at] ^= 1  # "2" -> "3"
+    manifest.write_bytes(bytes(body))
+    assert_same(first, pipeline.load_data(cfg))
+    assert reader.calls == 2 + flips
 
 
 def test_an_extra_part_file_is_not_read(cfg, reader) -> None:
@@ -182,6 +191,24 @@ def test_damage_that_cannot_be_rebuilt_fails_in_one_line_naming_the_file(
     line = one_error_line(capsys)
     assert str(part) in line and "not writable" in line
     assert reader.calls == 1
+
+
+def test_build_cache_refuses_a_damaged_entry_it_cannot_rebuild(tmp_path, capsys) -> None:
+    from widedeep.cli.build_cache import main
+
+    overrides = ["data=synthetic", "data.generator.n_rows=2000", f"data.cache_dir={tmp_path}"]
+    assert main(overrides) == 0
+    [entry] = list(tmp_path.iterdir())
+    part = entry / "test" / "part-00000.parquet"
+    invert(part, part.stat().st_size // 2)
+    capsys.readouterr()
+    tmp_path.chmod(0o555)
+    try:
+        assert main(overrides) == 2
+    finally:
+        tmp_path.chmod(0o755)
+    line = one_error_line(capsys)
+    assert line.startswith("widedeep.cli.build_cache: error: ") and str(part) in line
 
 
 @pytest.mark.parametrize("damage", ["invert", "append"])
