@@ -34,9 +34,9 @@ rebuilds), or, when the cache root is not writable, refused in one line naming t
 
 Contents: the manifest lists every file with its size and xxh3-128 hash (and carries a hash of
 itself). `check` verifies all of them before an entry is used, on every load (xxh3 reads about
-5 GB/s: 1-3% of a load, docs/faults.md); `read` reads exactly the listed part files, never a
-glob, and checks each one's size again just before reading it. No space left in the cache folder
-is `CacheFullError`, one line naming the folder; the partial entry is removed.
+5 GB/s: about 1% of a load, measured in docs/faults.md); `read` reads exactly the listed part
+files, never a glob, and checks each one's size again just before reading it. No space left in
+the cache folder is `CacheFullError`, one line naming the folder; the partial entry is removed.
 Entries are never evicted: delete the root (or an entry) to reclaim space.
 """
 
@@ -230,7 +230,6 @@ def fingerprint(
 
 def entry_dir(root: Path, name: str, digest: str) -> Path:
     return root / f"{name}-{digest}"
-
 
 
 def _self_hash(manifest: Mapping[str, Any]) -> str:
