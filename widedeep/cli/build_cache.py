@@ -11,10 +11,12 @@ from widedeep.data.pipeline import prepare
 PROG = "python -m widedeep.cli.build_cache"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m widedeep.cli.build_cache data=criteo ...`` (widedeep-train overrides): build the
     dataset's cache entry, the stream's input, without loading it into memory (as
-    ``widedeep-data prepare`` does after building): once, before a multi-node run."""
+    ``widedeep-data prepare`` does after building): once, before a multi-node run. Returns the
+    exit code: 0, or 2 after a one-line error (a damaged entry that cannot be rebuilt, a full
+    cache folder, a bad override)."""
     from omegaconf import OmegaConf
 
     from widedeep.cli.config import compose_config
@@ -24,9 +26,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         cfg = OmegaConf.to_container(compose_config(overrides).data, resolve=True)
         directory, manifest, hit = prepare({**cfg, "cache": True})  # type: ignore[dict-item]
     except Exception as err:
-        sys.exit(report_user_error(PROG, err))
+        return report_user_error(PROG, err)
     print(f"{directory}: {'reused' if hit else 'built'}, rows {manifest['rows']}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -98,6 +98,7 @@ class Data:
     selection: Any = None  # null or {ratio, seed (optional)}: see the module docstring
     cache: bool | None = None  # null: on for file datasets
     cache_dir: str | None = None  # null: $WIDEDEEP_CACHE_DIR, else ~/.cache/widedeep
+    cache_verify: str = "size"  # or content: hash inputs over 8 MiB whole (widedeep.data.cache)
 
 
 @dataclass

@@ -163,21 +163,32 @@ def materialise(processed: Processed) -> ProcessedData:
 
 
 def prepare(cfg: Mapping[str, Any]) -> tuple[Path, dict[str, Any], bool]:
-    """Make sure the cache entry of ``cfg`` exists, building it if not: (its directory, its
-    manifest, whether it was there already). Loads no tensors; `load_data` does."""
+    """Make sure the cache entry of ``cfg`` exists and matches its manifest (every file's size
+    and hash), building it if not: (its directory, its manifest, whether it was there already).
+    Loads no tensors; `load_data` does."""
     root = data_root(cfg)
+    name = str(cfg.get("name"))
     digest, key = cache.fingerprint(cfg, root, _reader(cfg))
-    target = cache.entry_dir(cache.cache_root(cfg, root), str(cfg.get("name")), digest)
-    manifest = cache.trusted(target, digest)
+    target = cache.entry_dir(cache.cache_root(cfg, root), name, digest)
+    manifest, problem = cache.check(target, digest)
     if manifest is not None:
-        log.info("dataset %r: reusing %s", cfg.get("name"), target)
+        log.info("dataset %r: reusing %s", name, target)
         return target, manifest, True
+    rebuild: dict[str, Any] = {}
+    if target.exists():  # there, but damaged, incomplete or from an older widedeep
+        if not cache.writable(target.parent):
+            raise cache.CacheDamagedError(
+                f"cache entry of dataset {name!r} cannot be trusted: {problem}; the cache "
+                f"folder {target.parent} is not writable, so it cannot be rebuilt there: delete "
+                "the entry, or set data.cache_dir (or $WIDEDEEP_CACHE_DIR) to another folder")
+        rebuild = {"rebuilds": cache.rebuilds(target) + 1, "rebuilt_because": problem}
+        log.warning("dataset %r: cache entry %s cannot be trusted (%s); rebuilding it (rebuild "
+                    "%d of this entry)", name, target, problem, rebuild["rebuilds"])
     started = time.perf_counter()
     processed = process(cfg)
     manifest = cache.write(target, digest, key, processed.preprocessor, processed.encoded,
-                           processed.info)
-    log.info("dataset %r: cached in %s (%.1f s)", cfg.get("name"), target,
-             time.perf_counter() - started)
+                           {**processed.info, **rebuild})
+    log.info("dataset %r: cached in %s (%.1f s)", name, target, time.perf_counter() - started)
     return target, manifest, False
 
 

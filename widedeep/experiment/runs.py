@@ -41,7 +41,7 @@ TRAINING_LAYERS = ("core", "nn", "optim", "data", "training")
 KEYED = ("data", "model", "optim", "trainer", "seed")
 # Keys that change no weight: where files go, what is printed, how evaluation is batched.
 UNKEYED = {
-    "data": ("cache", "cache_dir", "eval_batch_size"),
+    "data": ("cache", "cache_dir", "cache_verify", "eval_batch_size"),
     "trainer": (
         "progress_bar", "logger", "mlflow", "log_every_n_steps", "checkpoint_every_n_steps"
     ),
