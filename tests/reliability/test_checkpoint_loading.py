@@ -17,8 +17,7 @@ from widedeep.training.checkpoint import load_checkpoint, model_from_checkpoint
 from widedeep.training.module import WideDeepModule
 from widedeep.training.run import ConfigError, train, validate
 
-TINY = [
-    "data.generator.n_rows=2000",
+SETTINGS = [
     "data.batch_size=256",
     "optim=paper",  # FTRL (wide) and AdaGrad (deep): resuming with adam must be refused
     "model.deep.hidden=[8]",
@@ -27,6 +26,7 @@ TINY = [
     "trainer.progress_bar=false",
     "trainer.logger=none",
 ]
+TINY = ["data.generator.n_rows=2000", *SETTINGS]
 REFUSED = "refused: the file holds pickled code objects ("
 NEVER = "; widedeep never loads such files"
 # torch's own advice, which a widedeep message must never repeat
@@ -180,10 +180,10 @@ def test_predict_and_export_refuse_a_hostile_checkpoint_in_one_line(tmp_path, ru
 # -- 2, 3. resuming from a checkpoint that does not fit the run ----------------------------------
 
 
-def _resume_error(run: Path, tmp_path: Path, *overrides: str) -> str:
+def _resume_error(run: Path, tmp_path: Path, *overrides: str, base: list[str] = TINY) -> str:
     out = tmp_path / "resumed"
     cfg = compose_config(
-        [*TINY, *overrides, f"resume_from={run}/checkpoints/last.ckpt"], output_dir=str(out)
+        [*base, *overrides, f"resume_from={run}/checkpoints/last.ckpt"], output_dir=str(out)
     )
     with pytest.raises(ValueError) as info:
         train(cfg)
@@ -193,17 +193,17 @@ def _resume_error(run: Path, tmp_path: Path, *overrides: str) -> str:
 @pytest.mark.parametrize(
     ("overrides", "difference"),
     [
-        (["data=frappe"], "categorical fields"),  # another dataset
-        (["model.deep.hidden=[16]"], "model.deep.hidden"),  # another model size
-        (["model.deep.embedding_dim=6"], "model.deep.embedding_dim"),
-        (["model=wide"], "model.kind"),
+        (["data=frappe", *SETTINGS], "categorical fields"),  # another dataset
+        ([*TINY, "model.deep.hidden=[16]"], "model.deep.hidden"),  # another model size
+        ([*TINY, "model.deep.embedding_dim=6"], "model.deep.embedding_dim"),
+        ([*TINY, "model=wide"], "model.kind"),
     ],
     ids=["another_dataset", "deeper", "wider_embeddings", "another_kind"],
 )
 def test_resuming_another_runs_checkpoint_fails_before_loading_data(
     run, tmp_path, overrides, difference
 ):
-    message = _resume_error(run, tmp_path, *overrides)
+    message = _resume_error(run, tmp_path, base=overrides)
     assert message.startswith(f"checkpoint {run}/checkpoints/last.ckpt: "), message
     assert "cannot resume this run" in message and difference in message, message
     assert not (tmp_path / "resumed").exists()  # nothing written, no data loaded
@@ -225,7 +225,7 @@ def test_resuming_with_another_optimizer_names_both(run, tmp_path):
 
 
 def test_the_same_run_passes_the_resume_check(run):
-    from widedeep.training.checkpoint import check_resume
+    from widedeep.training.resume import check_resume
 
     cfg = compose_config([*TINY, f"resume_from={run}/checkpoints/last.ckpt"])
     resume = check_resume(cfg.resume_from, cfg)

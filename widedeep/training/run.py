@@ -231,17 +231,19 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     from widedeep.data.selection import SELECTION_SPLIT
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
-    from widedeep.training.checkpoint import load_checkpoint, resume_path
+    from widedeep.training.checkpoint import load_checkpoint
     from widedeep.training.console import ValidationLine
     from widedeep.training.datamodule import WideDeepDataModule
     from widedeep.training.module import WideDeepModule
     from widedeep.training.predict import predict_split, split_scores
+    from widedeep.training.resume import check_resume
     from widedeep.training.stagewise import load_frozen_tower, read_source
     from widedeep.training.tracking import log_artifacts
 
     validate(cfg)
-    # A bad resume or init_from file fails here, in one line, before minutes of data loading.
-    resume_from = resume_path(cfg.get("resume_from"))
+    # A bad resume or init_from file fails here, in one line, before minutes of data loading;
+    # so does a checkpoint of another dataset, model or optimizer.
+    resume = check_resume(cfg.get("resume_from"), cfg)
     frozen = cfg.model.get("frozen")
     source = read_source(cfg.model.init_from, frozen) if frozen else None
     started = time.perf_counter()
@@ -266,6 +268,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         loader_workers=cfg.trainer.loader_workers,
     )
     dm.setup()
+    resume.check_schema(dm.data.schema)  # the vocabulary sizes: known now, before training
     constant = constant_fields(dm.data)
     if constant:  # e.g. an hour-of-day field on one hour of rows
         log.warning("dataset %r: constant on every training row: %s", cfg.data.name, constant)
@@ -329,7 +332,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     with warnings.catch_warnings():
         if frozen:  # Lightning warns of modules in eval mode: the frozen tower's, by design
             warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+        trainer.fit(module, datamodule=dm, ckpt_path=resume.path, weights_only=True)
     fit_time = time.perf_counter() - fit_start
 
     # Everything below uses the best validation-AUC weights, not the last epoch's.
