@@ -12,6 +12,7 @@ without the training stack (`model_from_checkpoint` builds the model with `lit.b
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 from widedeep.core.pickles import pickle_imports
+from widedeep.core.schema import Schema
 
 # What each use needs from a checkpoint; a file without these keys is not one of ours.
 REQUIRED = {
@@ -142,16 +144,57 @@ def resume_path(path: str | Path | None) -> str | None:
     return str(Path(path).expanduser())
 
 
+def physical_memory() -> int | None:
+    """The machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not Linux or macOS
+        return None
+
+
+def table_bytes(schema: Schema, kind: str, deep: Mapping[str, Any]) -> tuple[int, str, int]:
+    """(bytes, name, ids): a lower bound on the bytes of the model's id tables at float32 (the
+    wide tower: one weight per id of every field, cross and bag; the deep tower: an embedding
+    of its dimension per id of every field and bag), and its largest table's name and ids."""
+    dims = dict(deep.get("embedding_dims") or {})
+    total, largest = 0, ("", 0)
+    for group in ("categorical", "crosses", "bags"):
+        for field in getattr(schema, group):
+            per_id = 1 if kind in ("wide", "wide_deep") else 0
+            if kind in ("deep", "wide_deep") and group != "crosses":
+                per_id += int(dims.get(field.name, deep.get("embedding_dim", 1)))
+            total += 4 * per_id * field.cardinality
+            largest = max(largest, (field.name, field.cardinality), key=lambda x: x[1])
+    return total, *largest
+
+
+def _check_size(path: str | Path, schema: Schema, hp: Mapping[str, Any]) -> None:
+    """Refuse a model the machine could never hold, before allocating it (hyper-parameters
+    asking for 10^13 ids would otherwise fail inside the allocator, or swap it to death)."""
+    need, name, ids = table_bytes(schema, hp["kind"], hp.get("deep") or {})
+    memory = physical_memory()
+    if memory is not None and need > memory:
+        raise ValueError(
+            f"checkpoint {path}: refused to build its model: its hyper-parameters ask for id "
+            f"tables of at least {need / 2**30:,.1f} GiB (the largest: {name!r}, {ids:,} ids), "
+            f"more than this machine's {memory / 2**30:,.1f} GiB of memory"
+        )
+
+
 def model_from_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The eval-mode `WideDeep` of a widedeep-train checkpoint and its hyper-parameters."""
-    from widedeep.core.schema import Schema
     from widedeep.nn.build import build_model
 
     state = load_checkpoint(path, "inference")
     hp = state["hyper_parameters"]
-    model = build_model(
-        Schema.from_dict(hp["schema"]), hp["kind"], hp.get("wide") or {}, hp.get("deep") or {}
-    )
+    try:
+        schema = Schema.from_dict(hp["schema"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"checkpoint {path}: its hyper-parameters hold no valid schema ({_one_line(err)})"
+        ) from None
+    _check_size(path, schema, hp)
+    model = build_model(schema, hp["kind"], hp.get("wide") or {}, hp.get("deep") or {})
     prefix = "model."
     weights = {k[len(prefix) :]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
     try:
