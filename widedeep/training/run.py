@@ -27,6 +27,10 @@ class ConfigError(ValueError):
 
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "none")
+SOME_BATCHES = (
+    "must be a number of batches (an int >= 1) or a fraction of them in (0, 1]; with no batch "
+    "nothing trains and no checkpoint is written (trainer.max_epochs=1 makes a short run)"
+)
 MONITORS = ("auc", "auc_minus_logloss")
 PLATEAU_KEYS = ("factor", "min_lr", "min_delta")
 
@@ -41,6 +45,10 @@ def _check(
         raise ConfigError(f"{key}={value!r}: expected {names}")
     if test is not None and not test(value):
         raise ConfigError(f"{key}={value!r}: {need}")
+
+
+def _some_batches(value: int | float) -> bool:
+    return value >= 1 if isinstance(value, int) else 0 < value <= 1
 
 
 def _range(cfg: DictConfig, key: str, test, need: str) -> None:
@@ -96,6 +104,7 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
     _validate_selection(cfg)
     _validate_stagewise(cfg)
     _range(cfg, "trainer.max_epochs", *positive)
+    _check(cfg, "trainer.limit_train_batches", (int, float), _some_batches, SOME_BATCHES)
     _range(cfg, "trainer.patience", *at_least_0)
     _choose(cfg, "trainer.monitor", MONITORS)
     plateau = cfg.trainer.get("reduce_lr_on_plateau")
