@@ -23,6 +23,9 @@ NO_PUSH = frozenset(
     {"FRAME", "PROTO", "MARK", "STOP", "POP", "POP_MARK", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"}
 )
 UNKNOWN = "<an import computed while loading>"
+# A zip member larger than this is not read (a checkpoint's data.pkl is kilobytes; its tensors
+# are other members): a compressed bomb must not fill the memory.
+MAX_MEMBER_BYTES = 256 * 2**20
 
 
 def pickle_imports(path: str | Path) -> list[str] | None:
@@ -32,8 +35,11 @@ def pickle_imports(path: str | Path) -> list[str] | None:
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
-                members = [n for n in archive.namelist() if n.endswith(".pkl")]
-                streams = [io.BytesIO(archive.read(n)) for n in members]
+                members = [
+                    m for m in archive.infolist()
+                    if m.filename.endswith(".pkl") and m.file_size <= MAX_MEMBER_BYTES
+                ]
+                streams = [io.BytesIO(archive.read(m)) for m in members]
             found = [_imports(s, limit=1) for s in streams]
         else:
             with open(path, "rb") as stream:

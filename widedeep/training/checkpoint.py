@@ -5,6 +5,8 @@ A checkpoint is a pickle, and unpickling can run arbitrary code. Every widedeep 
 ``torch.load(weights_only=True)``: only tensors, numbers, strings and plain containers come
 back. Checkpoints stay loadable that way because the hyper-parameters saved in them are plain
 (`plain`), and the rest of a Lightning checkpoint (loop, callback and optimizer states) is.
+A file torch rejects is either refused (its pickles import code: `_load_error`) or damaged, in
+one line naming it; `model_from_checkpoint` also refuses a model no machine memory could hold.
 
 `load_checkpoint` and `plain` import nothing of Lightning, so inference code can use them
 without the training stack (`model_from_checkpoint` builds the model with `lit.build_model`).
