@@ -28,3 +28,15 @@ def schema() -> Schema:
         crosses=(CrossField("user_x_item", 30, fields=("user", "item")),),
         bags=(BagField("genres", 7),),
     )
+
+
+RELIABILITY = os.path.join(os.path.dirname(__file__), "reliability")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/reliability/ (the fault cases of docs/faults.md) is marked
+    ``reliability``: ``pytest -m reliability`` runs that suite alone. The hook lives here, not in
+    a conftest of that folder, because tests import helpers with ``from conftest import``."""
+    for item in items:
+        if str(item.path).startswith(RELIABILITY + os.sep):
+            item.add_marker(pytest.mark.reliability)

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from widedeep.cli.errors import OneLineParser, report_user_error
 from widedeep.experiment.wide_weights import inspect_wide, plot_weights, run_paths
 from widedeep.serving.predictor import load_preprocessor
+from widedeep.training.run_files import read_run_yaml
 
 PROG = "widedeep-inspect"
 
@@ -47,10 +48,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         reports = []
         for run in args.runs:
             checkpoint, run_dir = run_paths(run)
-            config = run_dir / "config.yaml"
-            if not config.is_file():
-                raise FileNotFoundError(f"{config}: no such file (the run's resolved config)")
-            data_cfg = OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)
+            config = read_run_yaml(run_dir / "config.yaml")
+            data_cfg = OmegaConf.to_container(config.data, resolve=True)
             # The serving layer's loader: a run from before training saved its preprocessing
             # still finds it in the processed-data cache.
             pre = load_preprocessor(run_dir, data_cfg)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -71,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:
             raise ValueError(f"missing {missing}: widedeep-predict checkpoint=RUN input=FILE")
+        source = Path(str(cfg.input)).expanduser()
+        if source.is_dir():  # predict_file would call it missing
+            raise ValueError(f"input {source}: a directory, not a file (give one file of rows)")
         scores, bad = predict_file(
             cfg.checkpoint, cfg.input, cfg.output, cfg.reader, cfg.on_bad_rows, cfg.batch_size
         )

@@ -15,9 +15,9 @@ def run_overrides(run: Path) -> dict[str, str]:
     path = run / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return {}
-    from omegaconf import OmegaConf
+    from widedeep.training.run_files import read_run_yaml
 
-    pairs = (str(o).split("=", 1) for o in OmegaConf.load(path))
+    pairs = (str(o).split("=", 1) for o in read_run_yaml(path, "the run's overrides"))
     return {key.lstrip("+~"): value for key, value in (p for p in pairs if len(p) == 2)}
 
 

@@ -24,6 +24,7 @@ from widedeep.core.schema import NUM_RESERVED_IDS, CrossField, Schema
 from widedeep.data.preprocess import Preprocessor
 from widedeep.experiment.size import space_weights
 from widedeep.training.checkpoint import model_from_checkpoint
+from widedeep.training.run_files import checkpoint_paths, read_run_yaml
 
 RARE = "<rare or unseen>"
 PAIRS_PER_BUCKET = 3
@@ -179,12 +180,7 @@ class Decoder:
 
 def run_paths(run: str | Path) -> tuple[Path, Path]:
     """(checkpoint, run directory) of a run directory or a checkpoint file in one."""
-    path = Path(run).expanduser()
-    checkpoint = path / "checkpoints" / "best.ckpt" if path.is_dir() else path
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: no such file (give a run directory or its .ckpt)")
-    parent = checkpoint.parent
-    return checkpoint, parent.parent if parent.name == "checkpoints" else parent
+    return checkpoint_paths(run)
 
 
 def inspect_wide(
@@ -229,7 +225,7 @@ def inspect_wide(
         spaces.append(report)
     spaces.sort(key=lambda s: ("crosses", "fields", "bags").index(s.group))
     if pairs and any(s.hashed for s in spaces):
-        config = OmegaConf.load(run_dir / "config.yaml")
+        config = read_run_yaml(run_dir / "config.yaml")
         data_cfg = OmegaConf.to_container(config.data, resolve=True)
         _count_bucket_pairs(spaces, schema, decoder, data_cfg, run_dir)
     return WideReport(run_dir, str(hp["kind"]), float(model.bias.detach()), spaces)

@@ -28,8 +28,8 @@ from widedeep.core.batch import Batch, random_batch
 from widedeep.core.io import atomic_write
 from widedeep.core.schema import Schema
 from widedeep.nn.model import WideDeep
-from widedeep.serving.predictor import checkpoint_paths
 from widedeep.training.checkpoint import model_from_checkpoint
+from widedeep.training.run_files import checkpoint_paths
 
 META = "widedeep.json"
 OUTPUTS = ("logit", "wide_logit", "deep_logit")

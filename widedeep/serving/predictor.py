@@ -25,20 +25,10 @@ from widedeep.data.readers._rows import (
 from widedeep.nn.model import WideDeep
 from widedeep.training.checkpoint import model_from_checkpoint
 from widedeep.training.predict import predict_split
+from widedeep.training.run_files import checkpoint_paths, read_run_yaml
 
 log = logging.getLogger("widedeep")
 WRITERS = {".parquet": "write_parquet", ".csv": "write_csv"}
-
-
-def checkpoint_paths(checkpoint: str | Path) -> tuple[Path, Path]:
-    """(checkpoint file, run directory) from a checkpoint file or a run directory."""
-    path = Path(checkpoint).expanduser()
-    if path.is_dir():
-        path = path / "checkpoints" / "best.ckpt"
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path}: no such file")
-    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return path, run
 
 
 def load_preprocessor(run: Path, data_cfg: Mapping[str, Any]) -> Preprocessor:
@@ -71,10 +61,7 @@ class Predictor:
     @classmethod
     def load(cls, checkpoint: str | Path) -> Predictor:
         path, run = checkpoint_paths(checkpoint)
-        config = run / "config.yaml"
-        if not config.is_file():
-            raise FileNotFoundError(f"{config}: no such file (the run's resolved config)")
-        data_cfg = OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)
+        data_cfg = OmegaConf.to_container(read_run_yaml(run / "config.yaml").data, resolve=True)
         model, hp = model_from_checkpoint(path)
         pre = load_preprocessor(run, data_cfg)
         if pre.schema != Schema.from_dict(hp["schema"]):

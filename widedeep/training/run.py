@@ -27,6 +27,10 @@ class ConfigError(ValueError):
 
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "none")
+SOME_BATCHES = (
+    "must be a number of batches (an int >= 1) or a fraction of them in (0, 1]; with no batch "
+    "nothing trains and no checkpoint is written (trainer.max_epochs=1 makes a short run)"
+)
 MONITORS = ("auc", "auc_minus_logloss")
 PLATEAU_KEYS = ("factor", "min_lr", "min_delta")
 
@@ -41,6 +45,10 @@ def _check(
         raise ConfigError(f"{key}={value!r}: expected {names}")
     if test is not None and not test(value):
         raise ConfigError(f"{key}={value!r}: {need}")
+
+
+def _some_batches(value: int | float) -> bool:
+    return value >= 1 if isinstance(value, int) else 0 < value <= 1
 
 
 def _range(cfg: DictConfig, key: str, test, need: str) -> None:
@@ -96,6 +104,7 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
     _validate_selection(cfg)
     _validate_stagewise(cfg)
     _range(cfg, "trainer.max_epochs", *positive)
+    _check(cfg, "trainer.limit_train_batches", (int, float), _some_batches, SOME_BATCHES)
     _range(cfg, "trainer.patience", *at_least_0)
     _choose(cfg, "trainer.monitor", MONITORS)
     plateau = cfg.trainer.get("reduce_lr_on_plateau")
@@ -231,17 +240,19 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     from widedeep.data.selection import SELECTION_SPLIT
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
-    from widedeep.training.checkpoint import load_checkpoint, resume_path
+    from widedeep.training.checkpoint import load_checkpoint
     from widedeep.training.console import ValidationLine
     from widedeep.training.datamodule import WideDeepDataModule
     from widedeep.training.module import WideDeepModule
     from widedeep.training.predict import predict_split, split_scores
+    from widedeep.training.resume import check_resume
     from widedeep.training.stagewise import load_frozen_tower, read_source
     from widedeep.training.tracking import log_artifacts
 
     validate(cfg)
-    # A bad resume or init_from file fails here, in one line, before minutes of data loading.
-    resume_from = resume_path(cfg.get("resume_from"))
+    # A bad resume or init_from file fails here, in one line, before minutes of data loading;
+    # so does a checkpoint of another dataset, model or optimizer.
+    resume = check_resume(cfg.get("resume_from"), cfg)
     frozen = cfg.model.get("frozen")
     source = read_source(cfg.model.init_from, frozen) if frozen else None
     started = time.perf_counter()
@@ -267,6 +278,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     )
     dm.setup()
     check_split_rows(dm.data, data_cfg)  # before Lightning fails on a missing val/auc
+    resume.check_schema(dm.data.schema)  # the vocabulary sizes: known now, before training
     constant = constant_fields(dm.data)
     if constant:  # e.g. an hour-of-day field on one hour of rows
         log.warning("dataset %r: constant on every training row: %s", cfg.data.name, constant)
@@ -330,7 +342,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     with warnings.catch_warnings():
         if frozen:  # Lightning warns of modules in eval mode: the frozen tower's, by design
             warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+        trainer.fit(module, datamodule=dm, ckpt_path=resume.path, weights_only=True)
     fit_time = time.perf_counter() - fit_start
 
     # Everything below uses the best validation-AUC weights, not the last epoch's.
