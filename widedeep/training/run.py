@@ -26,6 +26,17 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key."""
 
 
+class Preempted(RuntimeError):
+    """Training stopped on SIGTERM (a scheduler's preemption); ``checkpoint`` (last.ckpt) holds
+    the state to resume from. The command line exits with `EXIT_CODE` (128 + SIGTERM)."""
+
+    EXIT_CODE = 143
+
+    def __init__(self, message: str, checkpoint: Path) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
 LOGGERS = ("csv", "tensorboard", "mlflow", "none")
 MONITORS = ("auc", "auc_minus_logloss")
 PLATEAU_KEYS = ("factor", "min_lr", "min_delta")
@@ -115,6 +126,10 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
     _choose(cfg, "trainer.loader", LOADERS)
     _range(cfg, "trainer.shuffle_buffer", *at_least_0)
     _range(cfg, "trainer.loader_workers", *at_least_0)
+    divergence = cfg.trainer.get("divergence")
+    if divergence is not None and divergence.get("factor") is not None:
+        _range(cfg, "trainer.divergence.factor", lambda v: v > 1, "must be > 1 (or null: off)")
+        _range(cfg, "trainer.divergence.window", *positive)
     problem = distributed.check(cfg, sweep)
     if problem:
         raise ConfigError(problem)
@@ -212,6 +227,27 @@ def _progress_bar(setting: object) -> bool:
     raise ConfigError(f"trainer.progress_bar={setting!r}: must be auto, true or false")
 
 
+def _fit(trainer: Any, module: Any, dm: Any, resume_from: str | None, latest: Any) -> None:
+    """``trainer.fit``, with Lightning's bare SystemExit on SIGTERM turned into `Preempted`."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+    except SIGTERMException:
+        loop = trainer.fit_loop.epoch_loop
+        path = Path(latest.format_checkpoint_name({}))
+        if latest.saved_at is not None:
+            held = f"training batch {latest.saved_at} (saved by this run)"
+        else:
+            held = "its last save before this run" if path.exists() else "nothing: no file yet"
+        raise Preempted(
+            f"stopped by SIGTERM after training batch {loop.total_batch_idx + 1} (epoch "
+            f"{trainer.current_epoch}); {path} holds the state to resume from, at {held}: "
+            f"rerun with the same overrides plus resume_from={path}",
+            path,
+        ) from None
+
+
 def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train one model as configured; write its outputs under ``cfg.output_dir``; return metrics.
 
@@ -232,9 +268,14 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
     from widedeep.training.checkpoint import load_checkpoint, resume_path
+    from widedeep.training.checkpoint_io import (
+        AtomicCheckpointIO,
+        check_writable,
+        remove_stale_temporaries,
+    )
     from widedeep.training.console import ValidationLine
     from widedeep.training.datamodule import WideDeepDataModule
-    from widedeep.training.module import WideDeepModule
+    from widedeep.training.module import DivergenceWatch, WideDeepModule
     from widedeep.training.predict import predict_split, split_scores
     from widedeep.training.stagewise import load_frozen_tower, read_source
     from widedeep.training.tracking import log_artifacts
@@ -252,6 +293,9 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     # Under DDP every rank runs this function; only global rank 0 writes files.
     zero = distributed.launched_as_rank_zero()
     if zero:
+        # A killed save's temporary goes; a read-only folder fails now, not after training.
+        remove_stale_temporaries(out / "checkpoints")
+        check_writable(out / "checkpoints")
         atomic_write(out / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -282,6 +326,9 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         frozen=frozen,
     )
+    divergence = cfg.trainer.get("divergence")
+    if divergence is not None and divergence.get("factor") is not None:
+        module.divergence = DivergenceWatch(divergence.factor, divergence.window)
     stagewise = None
     if source is not None:  # on resume, fit() then restores the same weights from the run
         stagewise = load_frozen_tower(
@@ -324,12 +371,13 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         logger=logger,
         callbacks=callbacks,
         default_root_dir=out,
+        plugins=[AtomicCheckpointIO()],  # every save atomic, on any filesystem
     )
     fit_start = time.perf_counter()
     with warnings.catch_warnings():
         if frozen:  # Lightning warns of modules in eval mode: the frozen tower's, by design
             warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+        _fit(trainer, module, dm, resume_from, latest)
     fit_time = time.perf_counter() - fit_start
 
     # Everything below uses the best validation-AUC weights, not the last epoch's.
