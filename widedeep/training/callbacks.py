@@ -64,7 +64,11 @@ class LatestCheckpoint(ModelCheckpoint):
     ) -> None:
         done = trainer.fit_loop.epoch_loop.total_batch_idx + 1
         # Mid-validation, the loop state cannot be resumed from: the previous file stands.
-        interrupted = isinstance(exception, SIGTERMException) and not trainer.sanity_checking
+        interrupted = (
+            isinstance(exception, SIGTERMException)
+            and trainer.state.fn == "fit"  # not the evaluations after training (best weights)
+            and not trainer.sanity_checking
+        )
         if interrupted and not trainer.validating and self.saved_at != done:
             self._save(trainer)
 

@@ -9,7 +9,8 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -227,23 +228,24 @@ def _progress_bar(setting: object) -> bool:
     raise ConfigError(f"trainer.progress_bar={setting!r}: must be auto, true or false")
 
 
-def _fit(trainer: Any, module: Any, dm: Any, resume_from: str | None, latest: Any) -> None:
-    """``trainer.fit``, with Lightning's bare SystemExit on SIGTERM turned into `Preempted`."""
+@contextmanager
+def _preemptible(trainer: Any, latest: Any) -> Iterator[None]:
+    """Lightning's bare SystemExit on SIGTERM (exit status 0) turned into `Preempted`."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+        yield
     except SIGTERMException:
-        loop = trainer.fit_loop.epoch_loop
         path = Path(latest.format_checkpoint_name({}))
         if latest.saved_at is not None:
             held = f"training batch {latest.saved_at} (saved by this run)"
         else:
             held = "its last save before this run" if path.exists() else "nothing: no file yet"
         raise Preempted(
-            f"stopped by SIGTERM after training batch {loop.total_batch_idx + 1} (epoch "
-            f"{trainer.current_epoch}); {path} holds the state to resume from, at {held}: "
-            f"rerun with the same overrides plus resume_from={path}",
+            f"stopped by SIGTERM after training batch "
+            f"{trainer.fit_loop.epoch_loop.total_batch_idx + 1} (epoch {trainer.current_epoch}); "
+            f"{path} holds the state to resume from, at {held}: rerun with the same overrides "
+            f"plus resume_from={path}",
             path,
         ) from None
 
@@ -377,14 +379,16 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     with warnings.catch_warnings():
         if frozen:  # Lightning warns of modules in eval mode: the frozen tower's, by design
             warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
-        _fit(trainer, module, dm, resume_from, latest)
+        with _preemptible(trainer, latest):
+            trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
     fit_time = time.perf_counter() - fit_start
 
     # Everything below uses the best validation-AUC weights, not the last epoch's.
     best = load_checkpoint(checkpoint.best_model_path, "weights")
     module.load_state_dict(best["state_dict"])
-    val = trainer.validate(module, datamodule=dm, verbose=False)[0]
-    test = trainer.test(module, datamodule=dm, verbose=False)[0]
+    with _preemptible(trainer, latest):
+        val = trainer.validate(module, datamodule=dm, verbose=False)[0]
+        test = trainer.test(module, datamodule=dm, verbose=False)[0]
     # Every evaluation split: valid (part A under data.selection), valid_b (part B), test.
     splits = [s for s in ("valid", SELECTION_SPLIT, "test") if s in dm.data.splits]
     val_b = None
