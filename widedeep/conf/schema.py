@@ -272,6 +272,12 @@ class Mlflow:
 
 
 @dataclass
+class Divergence:
+    factor: float | None = MISSING  # null: off
+    window: int = MISSING
+
+
+@dataclass
 class Trainer:
     max_epochs: int = MISSING
     patience: int = MISSING
@@ -287,6 +293,7 @@ class Trainer:
     log_every_n_steps: int = MISSING
     limit_train_batches: Any = MISSING  # a fraction (float) or a number of batches (int)
     checkpoint_every_n_steps: int | None = MISSING
+    divergence: Divergence = field(default_factory=Divergence)
     deterministic: bool = MISSING
     strategy: str = MISSING
     num_nodes: int = MISSING

@@ -1,4 +1,4 @@
-"""Lightning callbacks: the latest-state checkpoint and LR on plateau."""
+"""Lightning callbacks: the latest-state checkpoint (also written on SIGTERM) and LR on plateau."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger("widedeep")
 
@@ -19,8 +20,13 @@ class LatestCheckpoint(ModelCheckpoint):
     A run killed mid-epoch then loses at most ``every_n_steps`` batches: resuming from the file
     restores the weights, both towers' optimizers, the schedulers, the loops and the data order
     (`BatchLoader.state_dict`). Steps count training batches over all epochs, not optimizer
-    steps (Lightning's ``global_step`` counts one per tower per batch here). Lightning writes the
-    file atomically, so a kill during a save leaves the previous one intact.
+    steps (Lightning's ``global_step`` counts one per tower per batch here). Every save is atomic
+    (`widedeep.training.checkpoint_io`), so a kill during a save leaves the previous file intact.
+
+    On SIGTERM (a scheduler's preemption) Lightning stops after the current batch; the file is
+    written then, at the same point of the loop as the periodic saves (or, when the signal came
+    after that point in the batch, from `on_exception`), so a resumed run continues exactly.
+    ``saved_at``: the training batches done (over all epochs) at this process's latest save.
     """
 
     def __init__(self, dirpath: Any, every_n_steps: int | None = None) -> None:
@@ -31,14 +37,40 @@ class LatestCheckpoint(ModelCheckpoint):
             )
         super().__init__(dirpath=dirpath, filename="last", enable_version_counter=False)
         self.every_n_steps = every_n_steps
+        self.saved_at: int | None = None
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        trainer.save_checkpoint(self.format_checkpoint_name({}), weights_only=False)
+        self.saved_at = trainer.fit_loop.epoch_loop.total_batch_idx + 1
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, idx: int
     ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, idx)
         done = trainer.fit_loop.epoch_loop.total_batch_idx + 1
-        if self.every_n_steps and done % self.every_n_steps == 0:
-            trainer.save_checkpoint(self.format_checkpoint_name({}), weights_only=False)
+        periodic = bool(self.every_n_steps) and done % self.every_n_steps == 0
+        # An epoch's last batch is followed by its validation: on SIGTERM, on_exception saves
+        # after it (a save here would resume past an epoch that was never validated).
+        last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if periodic or (trainer.received_sigterm and not last_batch):
+            self._save(trainer)
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)  # Lightning's own saves (epoch ends)
+        self.saved_at = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        done = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+        # Mid-validation, the loop state cannot be resumed from: the previous file stands.
+        interrupted = (
+            isinstance(exception, SIGTERMException)
+            and trainer.state.fn == "fit"  # not the evaluations after training (best weights)
+            and not trainer.sanity_checking
+        )
+        if interrupted and not trainer.validating and self.saved_at != done:
+            self._save(trainer)
 
 
 class ReduceLROnPlateau(pl.Callback):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
+from collections import deque
 from typing import Any
 
 import pytorch_lightning as pl
@@ -32,6 +35,36 @@ class NonFiniteLossError(FloatingPointError, ValueError):
     Also a `ValueError`: the fix is the user's (a learning rate, the data), so the command line
     reports it as one line with exit code 2, like a configuration mistake.
     """
+
+
+class DivergedLossError(FloatingPointError, ValueError):
+    """The training loss stayed far above any constant predictor's: the run diverged.
+
+    A `ValueError` like `NonFiniteLossError`: one line and exit code 2 on the command line."""
+
+
+class DivergenceWatch:
+    """Flags a diverged run: the median loss of the last ``window`` training batches is above
+    ``factor`` x log 2 (``trainer.divergence``; docs/faults.md, "A diverging run").
+
+    log 2 is the log loss of predicting 0.5 for every row: what a freshly initialised model
+    (logits near 0) scores, and the most that predicting any constant click rate p scores (its
+    log loss, the labels' entropy, is at most log 2). A healthy run stays below it after its
+    first batches; the median ignores the odd bad batch of an aggressive learning rate.
+    """
+
+    def __init__(self, factor: float, window: int) -> None:
+        self.factor, self.window = factor, window
+        self.limit = factor * math.log(2)
+        self.losses: deque[float] = deque(maxlen=window)
+
+    def diverged(self, loss: float) -> float | None:
+        """Record one batch's loss; the window's median if it is above the limit, else None."""
+        self.losses.append(loss)
+        if len(self.losses) < self.window:
+            return None
+        median = statistics.median(self.losses)
+        return median if median > self.limit else None
 
 
 class WideDeepModule(pl.LightningModule):
@@ -96,6 +129,8 @@ class WideDeepModule(pl.LightningModule):
         self.val_auc, self.test_auc = BinaryAUROC(), BinaryAUROC()
         self.val_logloss, self.test_logloss = MeanMetric(), MeanMetric()
         self.train_time = 0.0
+        # Set by widedeep.training.run from trainer.divergence (not a hyper-parameter).
+        self.divergence: DivergenceWatch | None = None
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.model(**batch.inputs())
@@ -171,6 +206,8 @@ class WideDeepModule(pl.LightningModule):
                 f"training loss is {loss.item()} at step {step} (epoch {self.current_epoch}, "
                 f"batch {batch_idx}); likely cause: {self._likely_cause(batch)}"
             )
+        if self.divergence is not None:
+            self._check_divergence(loss, batch, batch_idx)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -194,6 +231,34 @@ class WideDeepModule(pl.LightningModule):
         """
         connector = getattr(self.trainer, "_logger_connector", None)
         return bool(getattr(connector, "should_update_logs", True))
+
+    def _check_divergence(self, loss: torch.Tensor, batch: Batch, batch_idx: int) -> None:
+        watch = self.divergence
+        median = watch.diverged(loss.item())
+        if median is None:
+            return
+        step = self.trainer.fit_loop.epoch_loop.total_batch_idx
+        raise DivergedLossError(
+            f"training loss diverged at step {step} (epoch {self.current_epoch}, batch "
+            f"{batch_idx}): its median over the last {watch.window} batches is {median:.3g}, above "
+            f"{watch.factor:g} x log 2 = {watch.limit:.3g} (trainer.divergence; predicting any "
+            f"constant rate scores at most log 2 = 0.693); likely cause: "
+            f"{self._diverging_tower(batch)}"
+        )
+
+    @torch.no_grad()
+    def _diverging_tower(self, batch: Batch) -> str:
+        """The tower with the largest logits (the one blowing up), named with its optimizer."""
+        towers = list(self.tower_parameters())
+        parts = self.model.parts(**batch.inputs()) if hasattr(self.model, "parts") else None
+        if parts is not None and len(towers) > 1:
+            towers.sort(key=lambda t: -float(getattr(parts, t).abs().mean()))
+        tower = towers[0]
+        settings = self.optim_cfg[tower]
+        return (
+            f"the {tower} tower: optim.{tower}.lr={settings.get('lr')} is too high for "
+            f"{settings.get('name')}; lower it or set optim.grad_clip"
+        )
 
     @torch.no_grad()
     def _likely_cause(self, batch: Batch) -> str:

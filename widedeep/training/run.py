@@ -9,7 +9,8 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,17 @@ log = logging.getLogger("widedeep")
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key."""
+
+
+class Preempted(RuntimeError):
+    """Training stopped on SIGTERM (a scheduler's preemption); ``checkpoint`` (last.ckpt) holds
+    the state to resume from. The command line exits with `EXIT_CODE` (128 + SIGTERM)."""
+
+    EXIT_CODE = 143
+
+    def __init__(self, message: str, checkpoint: Path) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
 
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "none")
@@ -124,6 +136,10 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
     _choose(cfg, "trainer.loader", LOADERS)
     _range(cfg, "trainer.shuffle_buffer", *at_least_0)
     _range(cfg, "trainer.loader_workers", *at_least_0)
+    divergence = cfg.trainer.get("divergence")
+    if divergence is not None and divergence.get("factor") is not None:
+        _range(cfg, "trainer.divergence.factor", lambda v: v > 1, "must be > 1 (or null: off)")
+        _range(cfg, "trainer.divergence.window", *positive)
     problem = distributed.check(cfg, sweep)
     if problem:
         raise ConfigError(problem)
@@ -221,6 +237,28 @@ def _progress_bar(setting: object) -> bool:
     raise ConfigError(f"trainer.progress_bar={setting!r}: must be auto, true or false")
 
 
+@contextmanager
+def _preemptible(trainer: Any, latest: Any) -> Iterator[None]:
+    """Lightning's bare SystemExit on SIGTERM (exit status 0) turned into `Preempted`."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    try:
+        yield
+    except SIGTERMException:
+        path = Path(latest.format_checkpoint_name({}))
+        if latest.saved_at is not None:
+            held = f"training batch {latest.saved_at} (saved by this run)"
+        else:
+            held = "its last save before this run" if path.exists() else "nothing: no file yet"
+        raise Preempted(
+            f"stopped by SIGTERM after training batch "
+            f"{trainer.fit_loop.epoch_loop.total_batch_idx + 1} (epoch {trainer.current_epoch}); "
+            f"{path} holds the state to resume from, at {held}: rerun with the same overrides "
+            f"plus resume_from={path}",
+            path,
+        ) from None
+
+
 def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train one model as configured; write its outputs under ``cfg.output_dir``; return metrics.
 
@@ -241,9 +279,14 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
     from widedeep.training.checkpoint import load_checkpoint
+    from widedeep.training.checkpoint_io import (
+        AtomicCheckpointIO,
+        check_writable,
+        remove_stale_temporaries,
+    )
     from widedeep.training.console import ValidationLine
     from widedeep.training.datamodule import WideDeepDataModule
-    from widedeep.training.module import WideDeepModule
+    from widedeep.training.module import DivergenceWatch, WideDeepModule
     from widedeep.training.predict import predict_split, split_scores
     from widedeep.training.resume import check_resume
     from widedeep.training.stagewise import load_frozen_tower, read_source
@@ -263,6 +306,9 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     # Under DDP every rank runs this function; only global rank 0 writes files.
     zero = distributed.launched_as_rank_zero()
     if zero:
+        # A killed save's temporary goes; a read-only folder fails now, not after training.
+        remove_stale_temporaries(out / "checkpoints")
+        check_writable(out / "checkpoints")
         atomic_write(out / "config.yaml", lambda p: OmegaConf.save(cfg, p, resolve=True))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -295,6 +341,9 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         frozen=frozen,
     )
+    divergence = cfg.trainer.get("divergence")
+    if divergence is not None and divergence.get("factor") is not None:
+        module.divergence = DivergenceWatch(divergence.factor, divergence.window)
     stagewise = None
     if source is not None:  # on resume, fit() then restores the same weights from the run
         stagewise = load_frozen_tower(
@@ -337,19 +386,22 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         logger=logger,
         callbacks=callbacks,
         default_root_dir=out,
+        plugins=[AtomicCheckpointIO()],  # every save atomic, on any filesystem
     )
     fit_start = time.perf_counter()
     with warnings.catch_warnings():
         if frozen:  # Lightning warns of modules in eval mode: the frozen tower's, by design
             warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
-        trainer.fit(module, datamodule=dm, ckpt_path=resume.path, weights_only=True)
+        with _preemptible(trainer, latest):
+            trainer.fit(module, datamodule=dm, ckpt_path=resume.path, weights_only=True)
     fit_time = time.perf_counter() - fit_start
 
     # Everything below uses the best validation-AUC weights, not the last epoch's.
     best = load_checkpoint(checkpoint.best_model_path, "weights")
     module.load_state_dict(best["state_dict"])
-    val = trainer.validate(module, datamodule=dm, verbose=False)[0]
-    test = trainer.test(module, datamodule=dm, verbose=False)[0]
+    with _preemptible(trainer, latest):
+        val = trainer.validate(module, datamodule=dm, verbose=False)[0]
+        test = trainer.test(module, datamodule=dm, verbose=False)[0]
     # Every evaluation split: valid (part A under data.selection), valid_b (part B), test.
     splits = [s for s in ("valid", SELECTION_SPLIT, "test") if s in dm.data.splits]
     val_b = None
