@@ -48,6 +48,10 @@ CONFIGS = {
 BARS_PUBLISHED = {"WideDeep": (0.983073, 0.00078622, 0.153978),
                   "DNN": (0.984045, 0.00051004, 0.158370)}
 
+# Ours beside them (benchmarks/RESULTS.md, "Sanity anchor"): experiment=bars_frappe, 5 seeds.
+OURS = {"WideDeep": "0.9829 ± 0.0003 (5 seeds, `experiment=bars_frappe`)",
+        "DNN": "not run at BARS's DNN setting"}
+
 COLUMNS = ["model", "seed", "test_auc", "test_logloss", "valid_auc", "valid_logloss",
            "best_epoch", "epochs", "wall_s", "fuxictr", "torch", "cpu", "finished_utc"]
 
@@ -73,6 +77,7 @@ def libfm_to_csv(src: Path, dst: Path) -> None:
         for n, line in enumerate(fin, 1):
             tokens = line.split()
             if len(tokens) != 1 + len(FIELDS):
+                tmp.unlink()
                 raise SystemExit(f"run.py: error: {src}:{n}: expected 11 tokens, got {len(tokens)}")
             label = 1 if tokens[0] == "1" else 0
             out.writerow([label, *(t.split(":", 1)[0] for t in tokens[1:])])
@@ -218,15 +223,17 @@ def write_summary(out: Path, rows: list[dict]) -> None:
                      f"{float(r['test_logloss']):.4f} | {r['best_epoch']} / {r['epochs']} | "
                      f"{int(r['wall_s']) / 60:.1f} min |")
     lines += ["", "| model | runs | test AUC (mean ± sd) | test log loss | BARS published "
-              "(5 runs) |", "|---|---|---|---|---|"]
+              "(5 runs, test AUC) | widedeep, test AUC |", "|---|---|---|---|---|---|"]
     for name, (auc, sd, ll) in BARS_PUBLISHED.items():
         mine = [r for r in rows if r["model"] == name]
         lines.append(f"| {name} | {len(mine)} | {mean_sd([float(r['test_auc']) for r in mine])} "
                      f"| {mean_sd([float(r['test_logloss']) for r in mine])} | "
-                     f"{auc:.4f} ± {sd:.4f} (log loss {ll:.4f}) |")
+                     f"{auc:.4f} ± {sd:.4f} (log loss {ll:.4f}) | {OURS[name]} |")
     if rows:
         r = rows[-1]
-        lines += ["", f"fuxictr {r['fuxictr']}, torch {r['torch']}, CPU {r['cpu']}."]
+        lines += ["", f"fuxictr {r['fuxictr']}, torch {r['torch']}, CPU {r['cpu']}, one torch "
+                  "thread per run. Wall times are on 2 cores shared with the study and other "
+                  "jobs (upper bounds)."]
     if pending:
         lines += ["", "Not run yet: " + ", ".join(f"{m} seed {s}" for m, s in pending) + "."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
@@ -243,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: on 2 busy cores, 2 threads cost 3.6x the CPU)")
+    parser.add_argument("--summary", action="store_true",
+                        help="only rewrite summary.md from results.csv")
     parser.add_argument("--epochs", type=int, default=100,
                         help="cap (BARS: 100); lower only to smoke-test")
     args = parser.parse_args(argv)
@@ -252,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = args.out / "logs"
     log_dir.mkdir(exist_ok=True)
     results = args.out / "results.csv"
+    if args.summary:
+        write_summary(args.out, read_rows(results))
+        return 0
     wanted = [(m, int(s)) for s in args.seeds.split(",") for m in args.models.split(",")]
     unknown = sorted({m for m, _ in wanted} - CONFIGS.keys())
     if unknown:
