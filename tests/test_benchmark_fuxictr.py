@@ -54,4 +54,4 @@ def test_finished_runs_are_skipped_and_the_summary_lists_the_rest(run, tmp_path,
     assert trained == [("WideDeep", 1)]
     summary = (tmp_path / "summary.md").read_text()
     assert "| WideDeep | 2 |" in summary
-    assert "Not run yet: DNN seed 0, DNN seed 1, WideDeep seed 2, DNN seed 2." in summary
+    assert "Not finished yet: DNN seed 0, DNN seed 1, WideDeep seed 2, DNN seed 2." in summary

@@ -235,7 +235,7 @@ def write_summary(out: Path, rows: list[dict]) -> None:
                   "thread per run. Wall times are on 2 cores shared with the study and other "
                   "jobs (upper bounds)."]
     if pending:
-        lines += ["", "Not run yet: " + ", ".join(f"{m} seed {s}" for m, s in pending) + "."]
+        lines += ["", "Not finished yet: " + ", ".join(f"{m} seed {s}" for m, s in pending) + "."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
