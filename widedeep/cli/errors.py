@@ -20,7 +20,13 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 def report_user_error(prog: str, err: BaseException) -> int:
     """Print ``prog: error: message`` and return 2; re-raise bugs and, under WIDEDEEP_DEBUG,
-    everything (for the traceback)."""
+    everything (for the traceback). An interruption that carries its own exit code (a run
+    preempted by SIGTERM: `widedeep.training.run.Preempted`, 143) prints its one line and
+    returns that code, whichever command ran the training (train, tune, bench)."""
+    code = getattr(err, "EXIT_CODE", None)
+    if isinstance(code, int):
+        print(f"{prog}: {' '.join(str(err).split())}", file=sys.stderr)
+        return code
     if os.environ.get("WIDEDEEP_DEBUG") or not isinstance(err, user_error_types()):
         raise err
     # Hydra appends its config search path: noise for someone who mistyped a name.
