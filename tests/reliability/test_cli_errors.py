@@ -6,6 +6,7 @@ exit code 2, on every command line; the apps run in process (Hydra reads sys.arg
 from __future__ import annotations
 
 import importlib
+import logging
 import subprocess
 import sys
 import uuid
@@ -26,11 +27,18 @@ def run(module: str, argv: list[str], monkeypatch, capsys) -> tuple[int, str, st
     monkeypatch.setattr(sys, "argv", [module, *argv])
     monkeypatch.delenv("WIDEDEEP_DEBUG", raising=False)
     code = 0
+    # Hydra's job logging binds root handlers to this test's captured stream, which closes with
+    # the test: later tests' log records would then print "--- Logging error ---".
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     try:
         returned = importlib.import_module(module).main(*([argv] if _takes_argv(module) else []))
         code = int(returned or 0)
     except SystemExit as stop:
         code = int(stop.code or 0) if not isinstance(stop.code, str) else 1
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from widedeep.cli.errors import OneLineParser, report_user_error
+from widedeep.cli.errors import OneLineParser, StderrHandler, report_user_error
 from widedeep.data.download import RETRIES, ManualDownloadRequired, download_dataset
 from widedeep.data.sources import SOURCES, get_source
 
@@ -144,17 +144,10 @@ def _download(
     print(f"note: {source.provides}", file=sys.stderr)
 
 
-class _StderrHandler(logging.Handler):
-    """Writes to the current ``sys.stderr`` (not the one at creation)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(self.format(record), file=sys.stderr)
-
-
 @contextmanager
 def _download_log() -> Iterator[None]:
     """Show the download progress messages on stderr while the command runs."""
-    logger, handler = logging.getLogger("widedeep.download"), _StderrHandler()
+    logger, handler = logging.getLogger("widedeep.download"), StderrHandler()
     saved = logger.level, logger.propagate
     logger.setLevel(logging.INFO)
     logger.propagate = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import NoReturn
@@ -51,3 +52,11 @@ def one_line_errors(parser: argparse.ArgumentParser) -> None:
 def usage_error(prog: str, message: str) -> NoReturn:
     print(f"{prog}: error: {' '.join(message.split())} (--help shows the usage)", file=sys.stderr)
     sys.exit(2)
+
+
+class StderrHandler(logging.Handler):
+    """Writes to the current ``sys.stderr``, not the stream of its creation: a command's main()
+    run in-process (tests, notebooks) may outlive the stream it started with."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)

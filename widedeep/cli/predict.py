@@ -37,7 +37,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from widedeep.cli.errors import report_user_error
+from widedeep.cli.errors import StderrHandler, report_user_error
 from widedeep.cli.keys import unknown_key_message
 from widedeep.core.allocator import keep_freed_memory
 from widedeep.serving.predictor import predict_file
@@ -59,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if {"-h", "--help"} & set(args):
         print(__doc__)
         return
-    logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")
+    # A handler on the current stderr: main() run in-process may outlive the stream it began with.
+    logging.basicConfig(
+        level=logging.INFO, format=f"{PROG}: %(message)s", handlers=[StderrHandler()]
+    )
     try:
         keep_freed_memory()
         loose = [a for a in args if "=" not in a]

@@ -77,6 +77,10 @@ def check_split_rows(data: ProcessedData, cfg: Mapping[str, Any]) -> None:
     """Raise ValueError, before any training, if a split has no rows (validation picks the
     best epoch and test scores the run: neither works on nothing), naming what to change."""
     rows = {s: len(d) for s, d in data.splits.items()}
+    # The stream loader keeps no train rows in memory: the cache manifest counted them.
+    counted = data.info.get("rows")
+    if isinstance(counted, Mapping):
+        rows = {**{s: int(n) for s, n in counted.items()}, **{s: n for s, n in rows.items() if n}}
     empty = [s for s in ("train", "valid", "test") if not rows.get(s)]
     if not empty:
         return
