@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from widedeep.cli.config import compose_config
+from widedeep.data.checks import check_train_batches
 from widedeep.training.checkpoint import load_checkpoint, model_from_checkpoint
 from widedeep.training.module import WideDeepModule
 from widedeep.training.run import ConfigError, train, validate
@@ -307,6 +308,30 @@ def test_every_reader_of_a_runs_yaml_refuses_python_tags(tmp_path, run, capsys):
 def test_no_training_batches_is_refused_up_front(value):
     with pytest.raises(ConfigError, match=rf"trainer.limit_train_batches={value}: .*no batch"):
         validate(compose_config([f"trainer.limit_train_batches={value}"]))
+
+
+def test_a_fraction_that_rounds_to_no_batch_is_refused_in_one_line(tmp_path):
+    # 2000 rows split 80% to train at batch 256: 7 batches; 0.1 of them is int(0.7) = 0,
+    # which Lightning would refuse later with a traceback.
+    cfg = compose_config(
+        [*TINY, "trainer.limit_train_batches=0.1"], output_dir=str(tmp_path / "run")
+    )
+    with pytest.raises(ConfigError) as info:
+        train(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("trainer.limit_train_batches=0.1: 0.1 of 7 training batch")
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.parametrize(("limit", "refused"), [(0.14, True), (0.15, False), (1, False)])
+def test_the_batch_fraction_rule_matches_lightnings_rounding(limit, refused):
+    # 7 batches: Lightning trains int(limit * 7) of them (0.14 -> 0, 0.15 -> 1).
+    if refused:
+        with pytest.raises(ValueError, match="use at least 0.143"):
+            check_train_batches(1600, 256, limit)
+    else:
+        check_train_batches(1600, 256, limit)
 
 
 # -- 7. a directory where a file is expected -----------------------------------------------------

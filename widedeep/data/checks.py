@@ -73,14 +73,34 @@ def constant_fields(data: ProcessedData) -> list[str]:
     return [name for name, values in columns if bool((values == values[0]).all())]
 
 
-def check_split_rows(data: ProcessedData, cfg: Mapping[str, Any]) -> None:
-    """Raise ValueError, before any training, if a split has no rows (validation picks the
-    best epoch and test scores the run: neither works on nothing), naming what to change."""
+def split_rows(data: ProcessedData) -> dict[str, int]:
+    """Rows per split, including those the stream loader keeps on disk only."""
     rows = {s: len(d) for s, d in data.splits.items()}
     # The stream loader keeps no train rows in memory: the cache manifest counted them.
     counted = data.info.get("rows")
     if isinstance(counted, Mapping):
         rows = {**{s: int(n) for s, n in counted.items()}, **{s: n for s, n in rows.items() if n}}
+    return rows
+
+
+def check_train_batches(rows: int, batch_size: int, limit: int | float) -> None:
+    """Raise ValueError if ``trainer.limit_train_batches`` leaves no batch to train on: a
+    fraction of a few batches rounds down to 0 (Lightning takes ``int(limit * batches)``).
+    ``batch_size`` is the global batch, so under DDP each rank has as many batches."""
+    batches = -(-rows // batch_size)
+    if isinstance(limit, float) and int(limit * batches) < 1:
+        least = 1 / batches if batches else 1.0
+        raise ValueError(
+            f"trainer.limit_train_batches={limit}: {limit} of {batches} training batch(es) "
+            f"({rows} rows, data.batch_size={batch_size}) is no batch; use at least "
+            f"{least:.3g} or an int number of batches"
+        )
+
+
+def check_split_rows(data: ProcessedData, cfg: Mapping[str, Any]) -> None:
+    """Raise ValueError, before any training, if a split has no rows (validation picks the
+    best epoch and test scores the run: neither works on nothing), naming what to change."""
+    rows = split_rows(data)
     empty = [s for s in ("train", "valid", "test") if not rows.get(s)]
     if not empty:
         return

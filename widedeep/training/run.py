@@ -274,7 +274,12 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-    from widedeep.data.checks import check_split_rows, constant_fields
+    from widedeep.data.checks import (
+        check_split_rows,
+        check_train_batches,
+        constant_fields,
+        split_rows,
+    )
     from widedeep.data.selection import SELECTION_SPLIT
     from widedeep.training import distributed
     from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
@@ -324,6 +329,14 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     )
     dm.setup()
     check_split_rows(dm.data, data_cfg)  # before Lightning fails on a missing val/auc
+    try:
+        check_train_batches(
+            split_rows(dm.data)["train"],
+            cfg.data.batch_size,
+            cfg.trainer.limit_train_batches,
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     resume.check_schema(dm.data.schema)  # the vocabulary sizes: known now, before training
     constant = constant_fields(dm.data)
     if constant:  # e.g. an hour-of-day field on one hour of rows
