@@ -13,16 +13,28 @@ from _save_util import BATCHES_PER_EPOCH, TINY, WAIT_FOR_SIGTERM, cli, start, st
 
 from widedeep.training.checkpoint import load_checkpoint
 
-SIGNALLED_AT = BATCHES_PER_EPOCH + 3  # epoch 1, batch 3 (1-based, over all epochs)
 TOLERANCE = 1e-6
 
 
+# (1-based training batch over all epochs when the signal comes, the batches the saved loop
+# counts as completed: Lightning counts a batch completed after its batch-end hooks, where the
+# save happens, so mid-epoch the batch just trained is not yet counted)
+MID_EPOCH = (BATCHES_PER_EPOCH + 3, BATCHES_PER_EPOCH + 2)  # epoch 1, batch 3: saved after it
+# The last batch of epoch 0 is followed by its validation: the save waits for it (a save
+# before would resume past an epoch never validated), when all its batches are completed.
+LAST_BATCH = (BATCHES_PER_EPOCH, BATCHES_PER_EPOCH)
+
+
 @pytest.mark.slow
-def test_sigterm_mid_epoch_exits_143_saves_last_ckpt_and_the_run_resumes(tmp_path):
+@pytest.mark.parametrize(("signalled_at", "saved_at"), [MID_EPOCH, LAST_BATCH],
+                         ids=["mid_epoch", "last_batch_of_an_epoch"])
+def test_sigterm_mid_epoch_exits_143_saves_last_ckpt_and_the_run_resumes(
+    tmp_path, signalled_at, saved_at
+):
     run, full = tmp_path / "run", tmp_path / "full"
     marker, log = tmp_path / "waiting", tmp_path / "run.log"
     proc = start(WAIT_FOR_SIGTERM, *TINY, f"hydra.run.dir={run}", cwd=tmp_path, log=log,
-                 PAUSE_AT=str(SIGNALLED_AT), PAUSE_MARKER=str(marker))
+                 PAUSE_AT=str(signalled_at), PAUSE_MARKER=str(marker))
     try:
         wait_for(marker, proc, log)
         proc.send_signal(signal.SIGTERM)
@@ -41,7 +53,7 @@ def test_sigterm_mid_epoch_exits_143_saves_last_ckpt_and_the_run_resumes(tmp_pat
     # Saved on the signal, after the batch being trained when it came (no periodic saves here).
     state = load_checkpoint(last, "resume")
     progress = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]
-    assert progress["completed"] + 1 == SIGNALLED_AT
+    assert progress["completed"] == saved_at
 
     resumed = cli(*TINY, f"hydra.run.dir={run}", f"resume_from={last}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
