@@ -1,9 +1,11 @@
-"""Lightning callbacks: the latest-state checkpoint (also written on SIGTERM) and LR on plateau."""
+"""Lightning callbacks: the latest-state checkpoint (also written on SIGTERM), SIGTERM under DDP,
+and LR on plateau."""
 
 from __future__ import annotations
 
 import logging
 import math
+import signal
 from typing import Any
 
 import pytorch_lightning as pl
@@ -52,7 +54,10 @@ class LatestCheckpoint(ModelCheckpoint):
         # An epoch's last batch is followed by its validation: on SIGTERM, on_exception saves
         # after it (a save here would resume past an epoch that was never validated).
         last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-        if periodic or (trainer.received_sigterm and not last_batch):
+        # Under DDP a rank's own flag is not yet every rank's (a save is a collective): the
+        # save waits for the loop's broadcast of rank 0's flag, then happens in on_exception.
+        alone = trainer.world_size == 1
+        if periodic or (trainer.received_sigterm and alone and not last_batch):
             self._save(trainer)
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
@@ -71,6 +76,47 @@ class LatestCheckpoint(ModelCheckpoint):
         )
         if interrupted and not trainer.validating and self.saved_at != done:
             self._save(trainer)
+
+
+class DistributedSigterm(pl.Callback):
+    """SIGTERM under DDP without a deadlock.
+
+    Lightning's SIGTERM handler (2.6) broadcasts from inside the signal handler: rank 0 then
+    waits in a broadcast that the other ranks, in the middle of the backward's all-reduce,
+    never join, and the job hangs until SIGKILL. This handler only notes the signal (and
+    forwards it to the ranks Lightning launched, as Lightning does); the training loop already
+    broadcasts rank 0's flag at the start of every batch, so all ranks stop at the same batch.
+    """
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._install(trainer)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._install(trainer)
+
+    def _install(self, trainer: pl.Trainer) -> None:
+        if trainer.world_size == 1 or getattr(signal.getsignal(signal.SIGTERM), "_quiet", False):
+            return
+        connector = trainer._signal_connector  # noqa: SLF001 - the flag the loop reads
+        lightnings = type(connector)._sigterm_notifier_fn
+        previous = signal.getsignal(signal.SIGTERM)
+        # Keep every other handler of Lightning's composition (SLURM's, the user's).
+        others = [
+            h
+            for h in getattr(previous, "signal_handlers", [previous])
+            if callable(h) and getattr(h, "__func__", None) is not lightnings
+        ]
+
+        def notice(signum: int, frame: Any) -> None:
+            log.info("rank %d: received SIGTERM: stopping after this batch", trainer.global_rank)
+            if not connector.received_sigterm and trainer.strategy.launcher is not None:
+                trainer.strategy.launcher.kill(signum)
+            connector.received_sigterm = True
+            for handler in others:
+                handler(signum, frame)
+
+        notice._quiet = True  # type: ignore[attr-defined]
+        signal.signal(signal.SIGTERM, notice)
 
 
 class ReduceLROnPlateau(pl.Callback):

@@ -282,7 +282,11 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     )
     from widedeep.data.selection import SELECTION_SPLIT
     from widedeep.training import distributed
-    from widedeep.training.callbacks import LatestCheckpoint, ReduceLROnPlateau
+    from widedeep.training.callbacks import (
+        DistributedSigterm,
+        LatestCheckpoint,
+        ReduceLROnPlateau,
+    )
     from widedeep.training.checkpoint import load_checkpoint
     from widedeep.training.checkpoint_io import (
         AtomicCheckpointIO,
@@ -380,7 +384,8 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         patience=cfg.trainer.patience,
         min_delta=cfg.trainer.min_delta,
     )
-    callbacks = [checkpoint, latest, stopping, ValidationLine(), *extra_callbacks]
+    callbacks = [checkpoint, latest, stopping, ValidationLine(), DistributedSigterm()]
+    callbacks += extra_callbacks
     plateau = cfg.trainer.get("reduce_lr_on_plateau")
     if plateau:
         callbacks.append(ReduceLROnPlateau(monitor, **OmegaConf.to_container(plateau)))
