@@ -132,6 +132,7 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
             test, need = bounds.get(key, at_least_0)
             _check(cfg, f"trainer.reduce_lr_on_plateau.{key}", (int, float), test, need)
     _choose(cfg, "trainer.logger", LOGGERS)
+    _check_precision(cfg)
     _range(cfg, "trainer.num_nodes", *positive)
     _choose(cfg, "trainer.loader", LOADERS)
     _range(cfg, "trainer.shuffle_buffer", *at_least_0)
@@ -144,6 +145,29 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
     if problem:
         raise ConfigError(problem)
     _validate_optim(cfg)
+
+
+PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed")
+
+
+def _check_precision(cfg: DictConfig) -> None:
+    """``trainer.precision``: one Lightning knows; bf16 on a CPU without bf16 instructions
+    works (emulated) but is slower than fp32, so it warns in one line, naming the CPU."""
+    from widedeep.core.cpu import cpu_has_bf16, cpu_name
+
+    _choose(cfg, "trainer.precision", PRECISIONS)
+    precision, accelerator = cfg.trainer.precision, cfg.trainer.accelerator
+    if precision == "bf16-mixed" and accelerator == "cpu" and not cpu_has_bf16():
+        log.warning(
+            "trainer.precision=bf16-mixed: this CPU (%s) has neither avx512_bf16 nor AMX, so "
+            "bf16 is emulated and slower than trainer.precision=32-true",
+            cpu_name(),
+        )
+    if precision == "16-mixed" and accelerator == "cpu":
+        raise ConfigError(
+            "trainer.precision=16-mixed: fp16 needs a GPU (trainer.accelerator=gpu); on a CPU "
+            "use bf16-mixed"
+        )
 
 
 def _validate_optim(cfg: DictConfig) -> None:
@@ -284,6 +308,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         check_writable,
         remove_stale_temporaries,
     )
+    from widedeep.training.compiled import compile_model
     from widedeep.training.console import ValidationLine
     from widedeep.training.datamodule import WideDeepDataModule
     from widedeep.training.module import DivergenceWatch, WideDeepModule
@@ -349,6 +374,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         stagewise = load_frozen_tower(
             module.model, frozen, source, dm.data.schema, model_cfg[frozen], cfg.model.init_from
         )
+    compiled = compile_model(module.model) if cfg.trainer.get("compile") else None
     monitor = f"val/{cfg.trainer.monitor}"
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints",
@@ -436,6 +462,9 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         "data_time_s": data_time,
         "fit_time_s": fit_time,
         "optimizer_step_time_s": module.train_time,
+        # trainer.compile: graphs compiled, their compile time (inside fit_time_s and the
+        # first steps' optimizer_step_time_s), and why it fell back to eager if it did.
+        "compile": compiled.to_dict() if compiled is not None else None,
         "best_checkpoint": str(checkpoint.best_model_path),
     }
     if trainer.is_global_zero:  # the other ranks' metrics are the same, synced values
