@@ -189,8 +189,11 @@ def _validate_optim(cfg: DictConfig) -> None:
         # lr: FTRL's alpha (the factory renames it); embedding_l2: the factory's own penalty;
         # sparse_adam passes Adam's own options to the Adam of the tower's dense parameters
         dense_only = DENSE_ONLY if settings.name == "sparse_adam" else ()
-        _keys(f"optim.{tower}", settings, takes(OPTIMIZERS[settings.name], "name", "lr",
-                                                "embedding_l2", *dense_only))
+        _keys(
+            f"optim.{tower}",
+            settings,
+            takes(OPTIMIZERS[settings.name], "name", "lr", "embedding_l2", *dense_only),
+        )
     scheduler = cfg.optim.get("scheduler")
     if scheduler is not None and scheduler.get("name"):
         _choose(cfg, "optim.scheduler.name", SCHEDULERS)
