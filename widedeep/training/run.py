@@ -299,6 +299,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
 
 def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     import pytorch_lightning as pl
+    import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from widedeep.data.checks import check_split_rows, constant_fields
@@ -434,13 +435,17 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     # Every evaluation split: valid (part A under data.selection), valid_b (part B), test.
     splits = [s for s in ("valid", SELECTION_SPLIT, "test") if s in dm.data.splits]
     val_b = None
+    # The saved predictions in the number format the evaluation ran in (trainer.precision).
+    bf16 = cfg.trainer.precision == "bf16-mixed"
+    device = "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu"
     if trainer.is_global_zero:
-        predictions = {
-            split: predict_split(
-                module.model, dm.data.splits[split], cfg.data.eval_batch_size
-            ).with_columns(polars.lit(split).alias("split"))
-            for split in splits
-        }
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            predictions = {
+                split: predict_split(
+                    module.model, dm.data.splits[split], cfg.data.eval_batch_size
+                ).with_columns(polars.lit(split).alias("split"))
+                for split in splits
+            }
         frame = polars.concat(list(predictions.values()))
         atomic_write(out / "predictions.parquet", frame.write_parquet)
         if SELECTION_SPLIT in predictions:
