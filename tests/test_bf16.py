@@ -73,3 +73,38 @@ def test_bf16_on_a_cpu_without_it_warns_in_one_line(monkeypatch, caplog):
 def test_precisions_that_break_fp32_state_or_need_a_gpu_are_refused(precision):
     with pytest.raises(ConfigError, match="trainer.precision"):
         validate(compose_config([f"trainer.precision={precision}"]))
+
+
+def test_bf16_accuracy_script_on_tiny_input(tmp_path):
+    """benchmarks/bf16_accuracy.py end to end on 2,000 rows: a row per seed, the CPU's flags."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bf16_accuracy.py"
+    spec = importlib.util.spec_from_file_location("bf16_accuracy", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(
+        [
+            "--datasets",
+            "synthetic",
+            "--seeds",
+            "0,1",
+            "--out",
+            str(tmp_path / "out"),
+            "--work",
+            str(tmp_path / "work"),
+            "--override",
+            "data.generator.n_rows=1500",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+        ]
+    )
+    (report,) = (tmp_path / "out").glob("bf16-*.json")
+    data = json.loads(report.read_text())
+    assert [p["seed"] for p in data["pairs"]] == [0, 1]
+    for pair in data["pairs"]:
+        assert pair["auc_diff"] == pair["bf16-mixed"]["test_auc"] - pair["32-true"]["test_auc"]
+    assert data["machine"]["bf16"] == cpu.cpu_has_bf16()
+    assert "| synthetic | 1 |" in report.with_suffix(".md").read_text()
