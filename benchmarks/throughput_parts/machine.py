@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import platform
+import re
 import resource
 import time
 from pathlib import Path
+from typing import Any
 
 from .spec import HIDDEN
 
@@ -46,10 +47,24 @@ def children_cpu_seconds() -> float:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    from widedeep.core.cpu import cpu_name as name
+
+    return name()
+
+
+def cpu_report() -> dict[str, Any]:
+    """The CPU's name, cores and the reported flags it has (the parent runs in widedeep's env)."""
+    from widedeep.core.cpu import REPORTED_FLAGS, cpu_flags, cpu_has_bf16
+
+    flags = cpu_flags()
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "flags": [f for f in REPORTED_FLAGS if f in flags],
+        "bf16": cpu_has_bf16(),
+    }
+
+
+def cpu_slug(name: str) -> str:
+    """A file-name part for the CPU: ``throughput-amd-epyc.md``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "cpu"

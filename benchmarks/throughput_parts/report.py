@@ -146,6 +146,8 @@ def render(report: dict[str, Any]) -> str:
         f"warm-up {s['warmup']} steps, {report['run_note']}; {m['cpu']}, {m['cores']} cores, "
         f"load {m['load_start']:.2f} at start, {m['load_end']:.2f} at end; {report['date']}.",
         "",
+        machine_line(m),
+        "",
         f"Ceiling: fp32 matmul {report['gflops']:.0f} GFLOP/s / MLP "
         f"{mlp_flops_per_sample(True) / 1e6:.2f} MFLOP per training sample = "
         f"{report['ceiling_train']:,.0f} samples/s training, "
@@ -165,6 +167,8 @@ def render(report: dict[str, Any]) -> str:
         *(table_row(r) for r in report["results"]),
         "",
     ]
+    if report.get("bf16_note"):
+        lines += [f"bf16: {report['bf16_note']}.", ""]
     if report["targets"]:
         lines += ["| target | value | each round | met |", "|---|---|---|---|"]
         lines += [
@@ -186,7 +190,40 @@ def render(report: dict[str, Any]) -> str:
             )
         elif note == ALL_PAUSED:
             lines.append(f"- {r['row']}: no breakdown: {note}")
+        c = r.get("row_info", {}).get("compile")
+        if c:
+            lines.append(
+                f"- {r['row']}: compiled {c['compiles']} graph(s) in {c['compile_time_s']:.1f} s "
+                "(in its first step and first inference batch, outside the steady figures)"
+                + (f"; fell back to eager: {c['fallback']}" if c["fallback"] else "")
+            )
+    lines += profile_lines(report["results"], s.get("profile_steps", 0))
     return "\n".join(lines) + "\n"
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    flags = ", ".join(m.get("flags") or []) or "none"
+    return (
+        f"CPU: {m['cpu']}, {m['cores']} cores; flags (of avx2, avx512f, avx512_bf16, amx_bf16, "
+        f"amx_tile): {flags}; bf16 in hardware: {'yes' if m.get('bf16') else 'no'}."
+    )
+
+
+def profile_lines(results: list[dict[str, Any]], steps: int, top: int = 8) -> list[str]:
+    """Each row's top ops by self CPU time (torch.profiler over its last warm-up steps)."""
+    rows = [r for r in results if r.get("profile")]
+    if not rows:
+        return []
+    out = ["", f"## Profiles (torch.profiler, {steps} warm-up steps, top ops by self CPU time)"]
+    for r in rows:
+        out += ["", f"{r['row']}:", "", "| op | self ms/step | share | calls/step |"]
+        out.append("|---|---|---|---|")
+        out += [
+            f"| `{p['op']}` | {p['self_ms_per_step']:.2f} | {p['share']:.0%} | "
+            f"{p['calls_per_step']:.0f} |"
+            for p in r["profile"][:top]
+        ]
+    return out
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -108,6 +108,7 @@ def finish(row: Launched, others_cpu_share: float, load_before: float) -> dict[s
     raw = out.pop("clock")
     clock = StepClock(**{**raw, "inside": [tuple(x) if x else None for x in raw["inside"]]})
     out["train"] = clock.summary(row.running)
+    out["profile"], out["row_info"] = clock.profile, clock.row_info
     out["inference"] = inference_summary(out.pop("inference_raw"), row.running)
     out["ran_seconds"] = sum(b - a for a, b in row.running)
     out["slices"] = len(row.running)

@@ -48,7 +48,8 @@ class RowSpec:
     overrides: tuple[str, ...] = ()  # widedeep: Hydra overrides of widedeep-train's config
     sparse: bool = False  # hand-written: sparse embedding gradients
     fused: bool = False  # hand-written: Adam(fused=True) for the dense parameters
-    compile: bool = False  # torch.compile; the last partial batch is dropped
+    compile: bool = False  # torch.compile (hand-written: the last partial batch is dropped)
+    bf16: bool = False  # bf16 autocast: run only where the CPU has bf16 instructions
     default: bool = True  # in the run without --rows-only
 
     @property
@@ -110,9 +111,16 @@ ROWS: tuple[RowSpec, ...] = (
         "widedeep",
         "SparseAdam + Adam(fused), compiled",
         "handwritten-sparse-compile",
-        overrides=SPARSE_ADAM,
+        overrides=(*SPARSE_ADAM, "trainer.compile=true"),
         compile=True,
-        default=False,
+    ),
+    RowSpec(
+        "widedeep-sparse-bf16",
+        "widedeep",
+        "SparseAdam + Adam(fused), bf16-mixed",
+        "handwritten-sparse",
+        overrides=(*SPARSE_ADAM, "trainer.precision=bf16-mixed"),
+        bf16=True,
     ),
     RowSpec(
         "widedeep-sparse-ftrl",
@@ -155,6 +163,7 @@ class Settings:
     infer_passes: int = 3  # inference passes; the median one is reported
     system_malloc: bool = False  # widedeep and hand-written rows without keep_freed_memory
     peer_workers: int | None = None  # pytorch-widedeep's DataLoader workers (None: its default)
+    profile_steps: int = 5  # warm-up steps profiled (torch.profiler top ops); 0: none
     seed: int = 0
     lr: float = LR
     embed_dim: int = EMBED_DIM
