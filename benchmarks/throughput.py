@@ -1,7 +1,7 @@
 """Training and inference throughput: widedeep vs. a hand-written loop and two peer libraries.
 
     python benchmarks/throughput.py                    # widedeep + hand-written rows, 1M rows
-    python benchmarks/throughput.py --peers            # + pytorch-widedeep and deepctr-torch
+    python benchmarks/throughput.py --peers            # + pytorch-widedeep, deepctr-torch, TorchRec
     python benchmarks/throughput.py --rows 50000 --rows-only widedeep-adam,handwritten-adam
 
 Every system trains the same model on the same generated Criteo-shaped data (13 dense fields,
@@ -14,7 +14,7 @@ the first step belong to one system. With --interleave the rows' processes take 
 running at a time, the others stopped) and each is timed only while it ran, so that this
 machine's drift falls on every row alike (THROUGHPUT.md, "Noise"). The peers run in their own
 venv (benchmarks/.work/peers-venv, made on first use from benchmarks/requirements-peers.txt),
-never in widedeep's.
+never in widedeep's; TorchRec in its own ($TORCHREC_VENV, made by benchmarks/torchrec/setup.sh).
 
 Results: a markdown table on stdout and in <out>/throughput-<cpu>.md, raw numbers in
 <out>/throughput-<cpu>.json (one pair per CPU model; the CPU's flags in both), with each
@@ -73,7 +73,9 @@ def bf16_note(machine: dict, asked: list[RowSpec], ran: list[RowSpec]) -> str | 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000, help="rows of generated data")
-    p.add_argument("--peers", action="store_true", help="add pytorch-widedeep and deepctr-torch")
+    p.add_argument(
+        "--peers", action="store_true", help="add pytorch-widedeep, deepctr-torch and torchrec"
+    )
     p.add_argument("--rows-only", help="comma-separated table rows to run, e.g. widedeep-adam")
     p.add_argument("--steps", type=int, help="at most this many training steps per row")
     p.add_argument("--warmup", type=int, default=10, help="training steps left out of samples/s")

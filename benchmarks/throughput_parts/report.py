@@ -58,6 +58,16 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "met": value >= factor,
                 }
             )
+    if "torchrec" in ok:
+        value = fastest["train"]["samples_per_s"] / ok["torchrec"]["train"]["samples_per_s"]
+        out.append(
+            {
+                "key": "train-vs-torchrec",
+                "target": f"fastest widedeep ({fastest['row']}) >= 1.0x torchrec training",
+                "value": value,
+                "met": value >= 1.0,
+            }
+        )
     for peer in ("pytorch-widedeep", "deepctr-torch"):
         if peer in ok:
             value = (
