@@ -254,6 +254,14 @@ def _logger(cfg: DictConfig, out: Path) -> Any:
     return False
 
 
+def _uses_gpu(trainer: DictConfig) -> bool:
+    """Whether the run trains on CUDA GPUs (its batches are then pinned)."""
+    import torch
+
+    accelerator = str(trainer.accelerator)
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def _progress_bar(setting: object) -> bool:
     """``trainer.progress_bar``: ``auto`` shows Lightning's bar only when stdout is a terminal
     (redirected to a file, its redraws would fill it); true or false as said."""
@@ -350,6 +358,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         loader=cfg.trainer.loader,
         shuffle_buffer=cfg.trainer.shuffle_buffer,
         loader_workers=cfg.trainer.loader_workers,
+        pin_memory=_uses_gpu(cfg.trainer),
     )
     dm.setup()
     check_split_rows(dm.data, data_cfg)  # before Lightning fails on a missing val/auc
