@@ -61,9 +61,11 @@ def select_rows(only: str | None, peers: bool, bf16: bool = True) -> list[RowSpe
 
 
 def bf16_note(machine: dict, asked: list[RowSpec], ran: list[RowSpec]) -> str | None:
-    skipped = [r.name for r in asked if r not in ran]
+    skipped = [r.name for r in asked if r.bf16 and r not in ran]
     if not skipped:
         return None
+    if machine.get("gpu"):
+        return f"{', '.join(skipped)} not run: this GPU ({machine['gpu']}) has no bf16"
     return (
         f"{', '.join(skipped)} not run: this CPU ({machine['cpu']}) has neither avx512_bf16 nor "
         "AMX, so bf16 would be emulated (slower than fp32)"
@@ -108,6 +110,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=5,
         help="warm-up steps profiled per row (torch.profiler top ops, with the results); 0: none",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, or cuda: the widedeep and hand-written rows on one GPU (benchmarks/gpu.sh)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=HERE / "results", help="throughput.md/.json here")
     p.add_argument("--work", type=Path, default=HERE / ".work", help="data, logs, peers' venv")
@@ -132,6 +139,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         system_malloc=args.system_malloc,
         peer_workers=args.peer_workers,
         profile_steps=args.profile_steps,
+        device=args.device,
         seed=args.seed,
     )
 
@@ -161,17 +169,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"throughput: --infer-passes must be >= 1, got {args.infer_passes}")
     if args.repeat < 1:
         raise SystemExit(f"throughput: --repeat must be >= 1, got {args.repeat}")
-    machine = cpu_report()
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise SystemExit(f"throughput: --device must be cpu or cuda[:N], got {args.device!r}")
+    machine = cpu_report(args.device)
     asked = select_rows(args.rows_only, args.peers)
     specs = select_rows(args.rows_only, args.peers, bf16=machine["bf16"])
+    if args.device != "cpu":  # the peers' rows run on the CPU only
+        specs = [r for r in specs if r.system in ("widedeep", "hand-written")]
     s = settings_from(args)
     load_start = os.getloadavg()[0]
-    gflops = matmul_gflops(s.threads)
+    gflops = matmul_gflops(s.threads, device=s.device)
     args.work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work, prefix="data-") as tmp:
         save_data(generate(args.rows, s.seed), Path(tmp))
         results, rounds = run_rows(specs, s, Path(tmp), args.work, args.repeat, args.interleave)
-    gflops = max(gflops, matmul_gflops(s.threads))  # the better of before and after the rows
+    # The better of before and after the rows.
+    gflops = max(gflops, matmul_gflops(s.threads, device=s.device))
     for round_ in [results, *rounds]:
         add_ratios(round_, gflops)
     report = {
@@ -198,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render(report)
     print(text)
     # One file per machine: results of different CPUs sit side by side.
-    name = f"throughput-{cpu_slug(machine['cpu'])}"
+    name = f"throughput-{cpu_slug(machine['gpu'] or machine['cpu'])}"
     atomic_write(args.out / f"{name}.md", text)
     atomic_write(args.out / f"{name}.json", json.dumps(report, indent=2))
     if args.out.resolve() != (HERE / "results").resolve():

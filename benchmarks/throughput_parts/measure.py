@@ -137,6 +137,16 @@ class StepClock:
         return breakdown, None
 
 
+def synchronizer(device: str) -> Callable[[], None]:
+    """Waits for the GPU's queued work (a step's end is when it finished, not when it was
+    queued); a no-op on the CPU."""
+    if device == "cpu":
+        return lambda: None
+    import torch
+
+    return torch.cuda.synchronize
+
+
 def top_ops(profiler: Any, steps: int, top: int = 12) -> list[dict[str, Any]]:
     """The ops with the most self CPU time in a finished profile, per step."""
     events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)

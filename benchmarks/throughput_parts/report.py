@@ -213,9 +213,11 @@ def render(report: dict[str, Any]) -> str:
 
 def machine_line(m: dict[str, Any]) -> str:
     flags = ", ".join(m.get("flags") or []) or "none"
+    where = f"GPU: {m['gpu']} (bf16: {'yes' if m.get('bf16') else 'no'}); " if m.get("gpu") else ""
+    bf16 = "" if m.get("gpu") else f"; bf16 in hardware: {'yes' if m.get('bf16') else 'no'}"
     return (
-        f"CPU: {m['cpu']}, {m['cores']} cores; flags (of avx2, avx512f, avx512_bf16, amx_bf16, "
-        f"amx_tile): {flags}; bf16 in hardware: {'yes' if m.get('bf16') else 'no'}."
+        f"{where}CPU: {m['cpu']}, {m['cores']} cores; flags (of avx2, avx512f, avx512_bf16, "
+        f"amx_bf16, amx_tile): {flags}{bf16}."
     )
 
 

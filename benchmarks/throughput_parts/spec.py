@@ -190,6 +190,7 @@ class Settings:
     system_malloc: bool = False  # widedeep and hand-written rows without keep_freed_memory
     peer_workers: int | None = None  # pytorch-widedeep's DataLoader workers (None: its default)
     profile_steps: int = 5  # warm-up steps profiled (torch.profiler top ops); 0: none
+    device: str = "cpu"  # cuda: widedeep and hand-written rows on one GPU (benchmarks/gpu.sh)
     seed: int = 0
     lr: float = LR
     embed_dim: int = EMBED_DIM
