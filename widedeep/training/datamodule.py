@@ -91,7 +91,7 @@ class WideDeepDataModule(pl.LightningDataModule):
                 world_size=world,
                 num_workers=self.loader_workers,
             )
-            return StreamLoader(dataset)
+            return StreamLoader(dataset, pin_memory=self.pin_memory)
         return BatchLoader(
             self.data.splits[split],
             self.batch_size if train else self.eval_batch_size,
