@@ -169,3 +169,64 @@ def test_resume_across_compile_on_and_off(tmp_path, monkeypatch):
         for key, value in ref_weights.items():
             torch.testing.assert_close(weights[key], value, atol=1e-5, rtol=0, msg=key)
         assert len(states) == len(ref_states) == 2  # FTRL and AdaGrad, both restored
+
+
+@pytest.mark.slow
+def test_compiled_two_process_ddp_matches_one_eager_process(tmp_path):
+    """trainer=ddp (gloo, 2 processes, sparse tables, FTRL + AdaGrad) with trainer.compile=true:
+    it compiles without falling back and ends at the metrics of one eager process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    tiny = [*TINY, "trainer.max_epochs=1", "data.batch_size=256"]
+    run = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "WIDEDEEP_COMPILE_BACKEND": FAST}
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "widedeep.cli.train", "trainer=ddp", "trainer.compile=true"]
+    ddp = subprocess.Popen(
+        [*cmd, *tiny, f"hydra.run.dir={run}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        single = _run(tmp_path, "single", "trainer.max_epochs=1", "trainer.compile=false")
+        out, _ = ddp.communicate(timeout=1800)
+    finally:
+        ddp.kill()
+    assert ddp.returncode == 0, out[-3000:]
+    assert "falling back to eager" not in out, out[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["compile"]["compiled_modules"] == 1 and metrics["compile"]["fallback"] is None
+    for split in ("val", "test"):
+        assert metrics[split]["auc"] == pytest.approx(single[split]["auc"], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_predictor_compiles_as_the_run_did_and_scores_as_eager(tmp_path, monkeypatch):
+    from widedeep.data.columnar import ColumnarData
+    from widedeep.serving.predictor import Predictor
+    from widedeep.training.predict import predict_split
+
+    monkeypatch.setattr(compiled, "BACKEND", FAST)
+    _run(tmp_path, "run", "trainer.max_epochs=1", "trainer.compile=true")
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    as_run = Predictor.load(ckpt, compile=None)
+    eager = Predictor.load(ckpt, compile=False)
+    assert isinstance(as_run.model.deep.mlp.forward, CompiledForward)
+    assert not isinstance(eager.model.deep.mlp.forward, CompiledForward)
+    batch = random_batch(as_run.preprocessor.schema, 300, seed=3)
+    data = ColumnarData(batch.dense, batch.categorical, batch.crosses, batch.label)
+    a, b = predict_split(as_run.model, data, 128), predict_split(eager.model, data, 128)
+    torch.testing.assert_close(
+        torch.from_numpy(a["logit"].to_numpy()),
+        torch.from_numpy(b["logit"].to_numpy()),
+        atol=1e-5,
+        rtol=0,
+    )
+    with pytest.raises(ValueError, match="compile"):
+        Predictor.load(ckpt, compile="yes")
