@@ -58,6 +58,49 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "met": value >= factor,
                 }
             )
+    hand = [r for r in ok.values() if r["system"] == "hand-written"]
+    if hand:
+        top = max(hand, key=lambda r: r["train"]["samples_per_s"])
+        value = fastest["train"]["samples_per_s"] / top["train"]["samples_per_s"]
+        out.append(
+            {
+                "key": "train-vs-fastest-handwritten",
+                "target": f"fastest widedeep ({fastest['row']}) >= 0.95x the fastest "
+                f"hand-written row ({top['row']}) training",
+                "value": value,
+                "met": value >= 0.95,
+            }
+        )
+    for key, row, share, floor in (
+        ("train-of-ceiling", fastest, "train_of_ceiling", 0.5),
+        ("inference-of-ceiling", best_infer, "inference_of_ceiling", 0.8),
+    ):
+        if share in row:
+            what = "training" if key.startswith("train") else "inference"
+            out.append(
+                {
+                    "key": key,
+                    "target": f"widedeep {what} ({row['row']}) >= {floor:.0%} of the fp32 "
+                    "FLOP ceiling",
+                    "value": row[share],
+                    "unit": "share",
+                    "met": row[share] >= floor,
+                }
+            )
+    if "widedeep-sparse-bf16" in ok and "widedeep-sparse" in ok:
+        value = (
+            ok["widedeep-sparse-bf16"]["train"]["samples_per_s"]
+            / ok["widedeep-sparse"]["train"]["samples_per_s"]
+        )
+        out.append(
+            {
+                "key": "bf16-vs-fp32",
+                "target": "widedeep-sparse-bf16 >= 1.5x widedeep-sparse training (AUC: "
+                "benchmarks/bf16_accuracy.py)",
+                "value": value,
+                "met": value >= 1.5,
+            }
+        )
     if "torchrec" in ok:
         value = fastest["train"]["samples_per_s"] / ok["torchrec"]["train"]["samples_per_s"]
         out.append(
@@ -181,9 +224,13 @@ def render(report: dict[str, Any]) -> str:
         lines += [f"bf16: {report['bf16_note']}.", ""]
     if report["targets"]:
         lines += ["| target | value | each round | met |", "|---|---|---|---|"]
+
+        def value(t: dict[str, Any], v: float) -> str:
+            return f"{v:.0%}" if t.get("unit") == "share" else f"{v:.2f}x"
+
         lines += [
-            f"| {t['target']} | {t['value']:.2f}x | "
-            f"{', '.join(f'{v:.2f}x' for v in t['rounds'])} | "
+            f"| {t['target']} | {value(t, t['value'])} | "
+            f"{', '.join(value(t, v) for v in t['rounds'])} | "
             f"{'yes' if t['met'] else 'NO'} ({t['met_rounds']}/{len(t['rounds'])} rounds) |"
             for t in report["targets"]
         ]
