@@ -384,7 +384,11 @@ def register() -> None:
 
     store = ConfigStore.instance()
     for name, node in (
-        ("model", Model), ("optim", Optim), ("trainer", Trainer), ("tune", Tune), ("bench", Bench)
+        ("model", Model),
+        ("optim", Optim),
+        ("trainer", Trainer),
+        ("tune", Tune),
+        ("bench", Bench),
     ):
         store.store(group="schema", name=name, node=node)
     for name, node in DATASETS.items():
