@@ -49,12 +49,35 @@ class StepClock:
     ends: list[float] = field(default_factory=list)
     inside: list[tuple[float, float, float] | None] = field(default_factory=list)
     first_step_at: float | None = None
+    # torch.profiler over the last ``profile_steps`` warm-up steps (steady by then, and left out
+    # of the timing): the top ops by self CPU time, per step. 0: no profile.
+    profile_steps: int = 0
+    profile: list[dict[str, Any]] = field(default_factory=list)
+    row_info: dict[str, Any] = field(default_factory=dict)  # a row's own figures (compiling)
 
     def step_done(self, inside: tuple[float, float, float] | None = None) -> None:
+        self._profile_turn(len(self.ends) + 1)  # before the clock: its cost is not timed
         self.ends.append(time.monotonic())
         self.inside.append(inside)
         if self.first_step_at is None:
             self.first_step_at = self.ends[-1]
+
+    def _profile_turn(self, done: int) -> None:
+        """Start the profiler after step ``warmup - profile_steps``, stop it after the last
+        warm-up step (``done``: steps finished with this one)."""
+        if self.profile_steps <= 0:
+            return
+        start = max(1, self.warmup - self.profile_steps)
+        if done == start and start < self.warmup:
+            import torch
+
+            cpu = torch.profiler.ProfilerActivity.CPU
+            self._profiler = torch.profiler.profile(activities=[cpu])
+            self._profiler.start()
+        elif done == self.warmup and getattr(self, "_profiler", None) is not None:
+            self._profiler.stop()
+            self.profile = top_ops(self._profiler, self.warmup - start)
+            self._profiler = None
 
     def size(self, step: int) -> int:
         return max(0, min(self.batch_size, self.rows - step * self.batch_size))
@@ -112,6 +135,31 @@ class StepClock:
             "outside_share": float(outside.sum() / totals.sum()),
         }
         return breakdown, None
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    """Waits for the GPU's queued work (a step's end is when it finished, not when it was
+    queued); a no-op on the CPU."""
+    if device == "cpu":
+        return lambda: None
+    import torch
+
+    return torch.cuda.synchronize
+
+
+def top_ops(profiler: Any, steps: int, top: int = 12) -> list[dict[str, Any]]:
+    """The ops with the most self CPU time in a finished profile, per step."""
+    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [
+        {
+            "op": e.key,
+            "self_ms_per_step": e.self_cpu_time_total / 1e3 / steps,
+            "share": e.self_cpu_time_total / total,
+            "calls_per_step": e.count / steps,
+        }
+        for e in events[:top]
+    ]
 
 
 def time_inference(

@@ -15,7 +15,7 @@ import numpy as np
 
 from .data import cardinalities
 from .measure import StepClock, time_inference
-from .spec import HERE, PEER_MODULES, RowSpec, Settings
+from .spec import HERE, PEER_MODULES, ROW_MODULES, RowSpec, Settings
 
 # -- the peers -----------------------------------------------------------------------------------
 
@@ -23,8 +23,9 @@ from .spec import HERE, PEER_MODULES, RowSpec, Settings
 def run_peer(
     spec: RowSpec, data: dict[str, np.ndarray], s: Settings, clock: StepClock
 ) -> tuple[dict[str, Any], int]:
-    """pytorch-widedeep or deepctr-torch through its own training loop (benchmarks/_peers)."""
-    module = importlib.import_module(f"_peers.{PEER_MODULES[spec.system]}")
+    """pytorch-widedeep, deepctr-torch or TorchRec through its own training loop
+    (benchmarks/_peers)."""
+    module = importlib.import_module(f"_peers.{ROW_MODULES[spec.system]}")
     row = module.Row(data, cardinalities(), asdict(s))
     row.train(clock.rows, clock.step_done)
     rows = s.infer_rows or len(data["label"])
@@ -64,4 +65,21 @@ def peers_python(work: Path, log: Path) -> Path:
                 f"import _peers.{module} as m; print(m.load())",
             )
     stamp.write_text(want)
+    return python
+
+
+# -- TorchRec's venv -----------------------------------------------------------------------------
+
+TORCHREC_SETUP = HERE / "torchrec" / "setup.sh"
+
+
+def torchrec_python() -> Path | str:
+    """TorchRec's interpreter ($TORCHREC_VENV, default /work/.torchrec-venv, made by
+    benchmarks/torchrec/setup.sh), or why there is none (the row's error)."""
+    import os
+
+    venv = Path(os.environ.get("TORCHREC_VENV", "/work/.torchrec-venv"))
+    python = venv / "bin" / "python"
+    if not python.exists():
+        return f"no TorchRec venv at {venv}: make it with bash {TORCHREC_SETUP} {venv}"
     return python

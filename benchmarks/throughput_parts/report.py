@@ -58,6 +58,59 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "met": value >= factor,
                 }
             )
+    hand = [r for r in ok.values() if r["system"] == "hand-written"]
+    if hand:
+        top = max(hand, key=lambda r: r["train"]["samples_per_s"])
+        value = fastest["train"]["samples_per_s"] / top["train"]["samples_per_s"]
+        out.append(
+            {
+                "key": "train-vs-fastest-handwritten",
+                "target": f"fastest widedeep ({fastest['row']}) >= 0.95x the fastest "
+                f"hand-written row ({top['row']}) training",
+                "value": value,
+                "met": value >= 0.95,
+            }
+        )
+    for key, row, share, floor in (
+        ("train-of-ceiling", fastest, "train_of_ceiling", 0.5),
+        ("inference-of-ceiling", best_infer, "inference_of_ceiling", 0.8),
+    ):
+        if share in row:
+            what = "training" if key.startswith("train") else "inference"
+            out.append(
+                {
+                    "key": key,
+                    "target": f"widedeep {what} ({row['row']}) >= {floor:.0%} of the fp32 "
+                    "FLOP ceiling",
+                    "value": row[share],
+                    "unit": "share",
+                    "met": row[share] >= floor,
+                }
+            )
+    if "widedeep-sparse-bf16" in ok and "widedeep-sparse" in ok:
+        value = (
+            ok["widedeep-sparse-bf16"]["train"]["samples_per_s"]
+            / ok["widedeep-sparse"]["train"]["samples_per_s"]
+        )
+        out.append(
+            {
+                "key": "bf16-vs-fp32",
+                "target": "widedeep-sparse-bf16 >= 1.5x widedeep-sparse training (AUC: "
+                "benchmarks/bf16_accuracy.py)",
+                "value": value,
+                "met": value >= 1.5,
+            }
+        )
+    if "torchrec" in ok:
+        value = fastest["train"]["samples_per_s"] / ok["torchrec"]["train"]["samples_per_s"]
+        out.append(
+            {
+                "key": "train-vs-torchrec",
+                "target": f"fastest widedeep ({fastest['row']}) >= 1.0x torchrec training",
+                "value": value,
+                "met": value >= 1.0,
+            }
+        )
     for peer in ("pytorch-widedeep", "deepctr-torch"):
         if peer in ok:
             value = (
@@ -146,6 +199,8 @@ def render(report: dict[str, Any]) -> str:
         f"warm-up {s['warmup']} steps, {report['run_note']}; {m['cpu']}, {m['cores']} cores, "
         f"load {m['load_start']:.2f} at start, {m['load_end']:.2f} at end; {report['date']}.",
         "",
+        machine_line(m),
+        "",
         f"Ceiling: fp32 matmul {report['gflops']:.0f} GFLOP/s / MLP "
         f"{mlp_flops_per_sample(True) / 1e6:.2f} MFLOP per training sample = "
         f"{report['ceiling_train']:,.0f} samples/s training, "
@@ -165,11 +220,17 @@ def render(report: dict[str, Any]) -> str:
         *(table_row(r) for r in report["results"]),
         "",
     ]
+    if report.get("bf16_note"):
+        lines += [f"bf16: {report['bf16_note']}.", ""]
     if report["targets"]:
         lines += ["| target | value | each round | met |", "|---|---|---|---|"]
+
+        def value(t: dict[str, Any], v: float) -> str:
+            return f"{v:.0%}" if t.get("unit") == "share" else f"{v:.2f}x"
+
         lines += [
-            f"| {t['target']} | {t['value']:.2f}x | "
-            f"{', '.join(f'{v:.2f}x' for v in t['rounds'])} | "
+            f"| {t['target']} | {value(t, t['value'])} | "
+            f"{', '.join(value(t, v) for v in t['rounds'])} | "
             f"{'yes' if t['met'] else 'NO'} ({t['met_rounds']}/{len(t['rounds'])} rounds) |"
             for t in report["targets"]
         ]
@@ -186,7 +247,42 @@ def render(report: dict[str, Any]) -> str:
             )
         elif note == ALL_PAUSED:
             lines.append(f"- {r['row']}: no breakdown: {note}")
+        c = r.get("row_info", {}).get("compile")
+        if c:
+            lines.append(
+                f"- {r['row']}: compiled {c['compiles']} graph(s) in {c['compile_time_s']:.1f} s "
+                "(in its first step and first inference batch, outside the steady figures)"
+                + (f"; fell back to eager: {c['fallback']}" if c["fallback"] else "")
+            )
+    lines += profile_lines(report["results"], s.get("profile_steps", 0))
     return "\n".join(lines) + "\n"
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    flags = ", ".join(m.get("flags") or []) or "none"
+    where = f"GPU: {m['gpu']} (bf16: {'yes' if m.get('bf16') else 'no'}); " if m.get("gpu") else ""
+    bf16 = "" if m.get("gpu") else f"; bf16 in hardware: {'yes' if m.get('bf16') else 'no'}"
+    return (
+        f"{where}CPU: {m['cpu']}, {m['cores']} cores; flags (of avx2, avx512f, avx512_bf16, "
+        f"amx_bf16, amx_tile): {flags}{bf16}."
+    )
+
+
+def profile_lines(results: list[dict[str, Any]], steps: int, top: int = 8) -> list[str]:
+    """Each row's top ops by self CPU time (torch.profiler over its last warm-up steps)."""
+    rows = [r for r in results if r.get("profile")]
+    if not rows:
+        return []
+    out = ["", f"## Profiles (torch.profiler, {steps} warm-up steps, top ops by self CPU time)"]
+    for r in rows:
+        out += ["", f"{r['row']}:", "", "| op | self ms/step | share | calls/step |"]
+        out.append("|---|---|---|---|")
+        out += [
+            f"| `{p['op']}` | {p['self_ms_per_step']:.2f} | {p['share']:.0%} | "
+            f"{p['calls_per_step']:.0f} |"
+            for p in r["profile"][:top]
+        ]
+    return out
 
 
 def atomic_write(path: Path, text: str) -> None:

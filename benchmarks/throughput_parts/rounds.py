@@ -19,7 +19,7 @@ import numpy as np
 
 from .machine import busy_cpu_seconds, children_cpu_seconds
 from .measure import ALL_PAUSED, Interval, StepClock, inference_summary
-from .peer_rows import peers_python
+from .peer_rows import peers_python, torchrec_python
 from .spec import ROOT, SCRIPT, RowSpec, Settings
 
 
@@ -108,6 +108,7 @@ def finish(row: Launched, others_cpu_share: float, load_before: float) -> dict[s
     raw = out.pop("clock")
     clock = StepClock(**{**raw, "inside": [tuple(x) if x else None for x in raw["inside"]]})
     out["train"] = clock.summary(row.running)
+    out["profile"], out["row_info"] = clock.profile, clock.row_info
     out["inference"] = inference_summary(out.pop("inference_raw"), row.running)
     out["ran_seconds"] = sum(b - a for a, b in row.running)
     out["slices"] = len(row.running)
@@ -139,7 +140,7 @@ def run_round(
         while turns:
             item = turns.popleft()
             if isinstance(item, RowSpec):
-                python = pythons["peers" if item.peer else "own"]
+                python = pythons[item.venv]
                 if isinstance(python, str):
                     errors[item.name] = {"row": item.name, "system": item.system, "error": python}
                     continue
@@ -219,7 +220,9 @@ def run_rows(
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     pythons: dict[str, Path | str] = {"own": Path(sys.executable)}
-    if any(spec.peer for spec in specs):
+    if any(spec.venv == "torchrec" for spec in specs):
+        pythons["torchrec"] = torchrec_python()
+    if any(spec.venv == "peers" for spec in specs):
         try:
             pythons["peers"] = peers_python(work, logs / "peers-venv.log")
         except subprocess.CalledProcessError as err:

@@ -23,6 +23,7 @@ RESERVED = 2  # widedeep's ids 0 (missing) and 1 (unseen); data ids start at 2 i
 EMBED_DIM = 16
 HIDDEN = (400, 400, 400)
 LR = 1e-3
+ADAGRAD_LR = 0.05  # the rows with AdaGrad (the paper config's deep learning rate)
 CLICK_RATE = 0.25
 ZIPF_EXPONENT = 1.05
 
@@ -48,12 +49,20 @@ class RowSpec:
     overrides: tuple[str, ...] = ()  # widedeep: Hydra overrides of widedeep-train's config
     sparse: bool = False  # hand-written: sparse embedding gradients
     fused: bool = False  # hand-written: Adam(fused=True) for the dense parameters
-    compile: bool = False  # torch.compile; the last partial batch is dropped
+    compile: bool = False  # torch.compile (hand-written: the last partial batch is dropped)
+    bf16: bool = False  # bf16 autocast: run only where the CPU has bf16 instructions
     default: bool = True  # in the run without --rows-only
 
     @property
     def peer(self) -> bool:
-        return self.system in ("pytorch-widedeep", "deepctr-torch")
+        return self.system in ("pytorch-widedeep", "deepctr-torch", "torchrec")
+
+    @property
+    def venv(self) -> str:
+        """Whose environment runs the row: widedeep's own, the peers', or TorchRec's."""
+        if self.system == "torchrec":
+            return "torchrec"
+        return "peers" if self.peer else "own"
 
 
 # widedeep-train's own config (Hydra overrides), reshaped to the benchmark's model.
@@ -110,9 +119,16 @@ ROWS: tuple[RowSpec, ...] = (
         "widedeep",
         "SparseAdam + Adam(fused), compiled",
         "handwritten-sparse-compile",
-        overrides=SPARSE_ADAM,
+        overrides=(*SPARSE_ADAM, "trainer.compile=true"),
         compile=True,
-        default=False,
+    ),
+    RowSpec(
+        "widedeep-sparse-bf16",
+        "widedeep",
+        "SparseAdam + Adam(fused), bf16-mixed",
+        "handwritten-sparse",
+        overrides=(*SPARSE_ADAM, "trainer.precision=bf16-mixed"),
+        bf16=True,
     ),
     RowSpec(
         "widedeep-sparse-ftrl",
@@ -135,11 +151,29 @@ ROWS: tuple[RowSpec, ...] = (
         overrides=("optim=paper", *SPARSE_TABLES),  # the paper's own learning rates
         default=False,
     ),
+    # TorchRec's like-for-like: fbgemm's CPU kernels have no fused Adam (_peers/torchrec_row.py).
+    RowSpec(
+        "widedeep-sparse-adagrad",
+        "widedeep",
+        "AdaGrad (sparse tables, MLP)",
+        overrides=(
+            *ADAM,
+            *SPARSE_TABLES,
+            "optim.wide.name=adagrad",
+            "optim.deep.name=adagrad",
+            f"optim.wide.lr={ADAGRAD_LR}",
+            f"optim.deep.lr={ADAGRAD_LR}",
+        ),
+        default=False,
+    ),
     RowSpec("pytorch-widedeep", "pytorch-widedeep", "Adam", "handwritten-adam"),
     RowSpec("deepctr-torch", "deepctr-torch", "Adam", "handwritten-adam"),
+    RowSpec("torchrec", "torchrec", "fused AdaGrad (fbgemm tables) + AdaGrad"),
 )
 ROW_BY_NAME = {r.name: r for r in ROWS}
+# The peers' venv (benchmarks/requirements-peers.txt) imports these; TorchRec has its own.
 PEER_MODULES = {"pytorch-widedeep": "pytorch_widedeep_row", "deepctr-torch": "deepctr_row"}
+ROW_MODULES = {**PEER_MODULES, "torchrec": "torchrec_row"}
 
 
 @dataclass(frozen=True)
@@ -155,6 +189,8 @@ class Settings:
     infer_passes: int = 3  # inference passes; the median one is reported
     system_malloc: bool = False  # widedeep and hand-written rows without keep_freed_memory
     peer_workers: int | None = None  # pytorch-widedeep's DataLoader workers (None: its default)
+    profile_steps: int = 5  # warm-up steps profiled (torch.profiler top ops); 0: none
+    device: str = "cpu"  # cuda: widedeep and hand-written rows on one GPU (benchmarks/gpu.sh)
     seed: int = 0
     lr: float = LR
     embed_dim: int = EMBED_DIM

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .data import cardinalities
-from .measure import StepClock, time_inference
+from .measure import StepClock, synchronizer, time_inference
 from .spec import NUM_DENSE, WIDEDEEP_BASE, RowSpec, Settings
 
 # -- widedeep rows -------------------------------------------------------------------------------
@@ -24,11 +24,13 @@ def widedeep_config(spec: RowSpec) -> Any:
     return cfg
 
 
-def lightning_timer(clock: StepClock) -> Any:
+def lightning_timer(clock: StepClock, device: str = "cpu") -> Any:
     """A Lightning callback that feeds ``clock``: the end of every batch, and the time inside
     the module's forward, the backward and every optimizer's step (torch hooks), so that the
     rest of a step (data, loss, logging, Lightning's loop) is what remains."""
     import pytorch_lightning as pl
+
+    sync = synchronizer(device)
 
     class Timer(pl.Callback):
         def __init__(self) -> None:
@@ -39,6 +41,7 @@ def lightning_timer(clock: StepClock) -> Any:
             self.started[k] = time.perf_counter()
 
         def _stop(self, k: int) -> None:
+            sync()
             self.parts[k] += time.perf_counter() - self.started[k]
 
         def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -55,6 +58,7 @@ def lightning_timer(clock: StepClock) -> Any:
             self._stop(1)
 
         def on_train_batch_end(self, *_: Any) -> None:
+            sync()
             clock.step_done((self.parts[0], self.parts[1], self.parts[2]))
             self.parts = [0.0, 0.0, 0.0]
 
@@ -70,6 +74,7 @@ def run_widedeep(
     from omegaconf import OmegaConf
 
     from widedeep import BatchLoader, CategoricalField, ColumnarData, Schema, keep_freed_memory
+    from widedeep.training.compiled import compile_model
     from widedeep.training.module import WideDeepModule
     from widedeep.training.predict import predict_split
 
@@ -101,35 +106,41 @@ def run_widedeep(
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
     )
     train_rows = clock.rows
+    gpu = s.device != "cpu"
     loader = BatchLoader(
-        columns(train_rows), s.batch_size, shuffle=True, seed=s.seed, drop_last=spec.compile
+        columns(train_rows), s.batch_size, shuffle=True, seed=s.seed, pin_memory=gpu
     )
     trainer = pl.Trainer(
         max_epochs=1,
-        accelerator="cpu",
+        accelerator="gpu" if gpu else "cpu",
         devices=1,
+        precision=cfg.trainer.precision,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[lightning_timer(clock)],
+        callbacks=[lightning_timer(clock, s.device)],
     )
-    if spec.compile:
-        # Not a widedeep option: what one would give. The MLP only, in place (state_dict keys
-        # unchanged): `torch.compile(module)` under Lightning traces training_step and fails in
-        # self.log, and compiling the whole model breaks the graph at the sparse embedding
-        # backward with padding_idx (aten.nonzero) for no gain.
-        module.model.deep.mlp.compile(dynamic=False)
+    compiled = compile_model(module.model) if cfg.trainer.compile else None
     trainer.fit(module, train_dataloaders=loader)
     rows = s.infer_rows or len(data["label"])
     full = columns(rows)
 
+    bf16 = cfg.trainer.precision == "bf16-mixed"
+
+    module.model.to(s.device)  # Lightning hands the model back on the CPU after fit
+    sync = synchronizer(s.device)
+
     def predict(n: int) -> None:
-        # Inference runs eager in every row: a compiled MLP would recompile for the eval batch
-        # sizes inside the timed pass.
-        with torch.compiler.set_stance("force_eager"):
+        # A compiled row scores compiled too: its batch dimension is dynamic, so the eval batch
+        # compiles once, in the warm-up batch of time_inference.
+        with torch.autocast("cuda" if gpu else "cpu", dtype=torch.bfloat16, enabled=bf16):
             predict_split(module.model, full if n == rows else columns(n), s.eval_batch_size)
+        sync()
 
     inference = time_inference(predict, rows, s.eval_batch_size, s.infer_passes)
+    clock.row_info["precision"] = cfg.trainer.precision
+    if compiled is not None:  # compile time apart from the steady state
+        clock.row_info["compile"] = compiled.to_dict()
     params = sum(p.numel() for p in module.model.parameters())
     return inference, params

@@ -26,7 +26,7 @@ def worker(spec: RowSpec, data_dir: Path, s: Settings, launched: float) -> dict[
     rows = len(data["label"])
     if s.steps:
         rows = min(rows, s.steps * s.batch_size)
-    clock = StepClock(launched, s.batch_size, rows, s.warmup)
+    clock = StepClock(launched, s.batch_size, rows, s.warmup, profile_steps=s.profile_steps)
     run = RUNNERS.get(spec.system, run_peer)
     inference, params = run(spec, data, s, clock)
     return {

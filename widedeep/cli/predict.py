@@ -11,6 +11,8 @@ Keys (key=value, like widedeep-train):
                table, i.e. a Parquet or CSV file of raw columns)
   on_bad_rows  error or skip; default the run's data.on_bad_rows
   batch_size   rows per forward pass; default the run's data.eval_batch_size
+  compile      true or false: torch.compile the deep tower's MLP (docs/speed.md); default the
+               run's trainer.compile. Pays off on large inputs only: compiling takes seconds.
 
 The run directory holds config.yaml (its data section: reader, features, bad-row policy) and
 preprocessor/ (vocabularies, dense statistics, crosses: fitted on the training split only), so
@@ -51,6 +53,7 @@ DEFAULTS = {
     "reader": None,
     "on_bad_rows": None,
     "batch_size": None,
+    "compile": None,
 }
 
 
@@ -79,7 +82,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         if source.is_dir():  # predict_file would call it missing
             raise ValueError(f"input {source}: a directory, not a file (give one file of rows)")
         scores, bad = predict_file(
-            cfg.checkpoint, cfg.input, cfg.output, cfg.reader, cfg.on_bad_rows, cfg.batch_size
+            cfg.checkpoint,
+            cfg.input,
+            cfg.output,
+            cfg.reader,
+            cfg.on_bad_rows,
+            cfg.batch_size,
+            compile=cfg.compile,
         )
     except Exception as err:
         sys.exit(report_user_error(PROG, err))

@@ -287,6 +287,7 @@ class Trainer:
     accelerator: str = MISSING
     devices: Any = MISSING  # a count, "auto" or a list of device ids (Lightning's)
     precision: str = MISSING
+    compile: bool = MISSING
     progress_bar: Any = MISSING  # auto | true | false (a string or a bool)
     logger: str = MISSING
     mlflow: Mlflow = field(default_factory=lambda: Mlflow())
@@ -383,7 +384,11 @@ def register() -> None:
 
     store = ConfigStore.instance()
     for name, node in (
-        ("model", Model), ("optim", Optim), ("trainer", Trainer), ("tune", Tune), ("bench", Bench)
+        ("model", Model),
+        ("optim", Optim),
+        ("trainer", Trainer),
+        ("tune", Tune),
+        ("bench", Bench),
     ):
         store.store(group="schema", name=name, node=node)
     for name, node in DATASETS.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -44,14 +45,29 @@ class Batch:
             "bags": self.bags,
         }
 
-    def to(self, device: torch.device | str) -> Batch:
+    def to(self, device: torch.device | str, non_blocking: bool | None = None) -> Batch:
+        """The batch on ``device``. ``non_blocking`` None: asynchronous copies exactly when they
+        can be, from pinned memory (`pin_memory`) to a GPU; Lightning calls ``to(device)``."""
+        if non_blocking is None:
+            non_blocking = torch.device(device).type == "cuda" and self.label.is_pinned()
+
+        def move(t: Tensor) -> Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return self._map(move)
+
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked memory, for asynchronous host-to-GPU copies (needs CUDA)."""
+        return self._map(lambda t: t.pin_memory())
+
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
         return Batch(
-            dense=self.dense.to(device),
-            categorical=self.categorical.to(device),
-            crosses=self.crosses.to(device),
-            label=self.label.to(device),
-            bags=[(v.to(device), o.to(device)) for v, o in self.bags],
-            row_id=None if self.row_id is None else self.row_id.to(device),
+            dense=fn(self.dense),
+            categorical=fn(self.categorical),
+            crosses=fn(self.crosses),
+            label=fn(self.label),
+            bags=[(fn(v), fn(o)) for v, o in self.bags],
+            row_id=None if self.row_id is None else fn(self.row_id),
         )
 
 

@@ -54,6 +54,7 @@ class BatchLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        pin_memory: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -69,6 +70,8 @@ class BatchLoader:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
+        # For a GPU: batches in page-locked memory, so that Batch.to copies them asynchronously.
+        self.pin_memory = pin_memory
         # Lightning inspects `sampler` / `batch_sampler` as on a DataLoader, and calls
         # `sampler.set_epoch(epoch)` before every epoch.
         self.sampler = EpochPermutation(len(data), shuffle, seed)
@@ -94,17 +97,18 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         epoch, start = self.sampler.epoch, self._start()
+        pin = (lambda b: b.pin_memory()) if self.pin_memory else (lambda b: b)
         if not self.sampler.shuffle:
             # In order (evaluation): contiguous views, no gather copies.
             for k in range(start, len(self)):
                 self._position = (epoch, k + 1)
-                yield self.data.slice(*self._bounds(k))
+                yield pin(self.data.slice(*self._bounds(k)))
             return
         order = self.sampler.indices()
         for k in range(start, len(self)):
             lo, hi = self._bounds(k)
             self._position = (epoch, k + 1)
-            yield self.data.take(order[lo:hi])
+            yield pin(self.data.take(order[lo:hi]))
 
     def _start(self) -> int:
         """The first batch of this iteration: past the loaded position if it is in this epoch."""

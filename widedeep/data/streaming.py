@@ -104,7 +104,6 @@ def take(batch: Batch, index: Tensor) -> Batch:
     return out
 
 
-
 def read_rows(
     group: RowGroup, start: int, stop: int, schema: Schema, columns: list[str], chunk: int
 ) -> Iterator[Batch]:
@@ -173,7 +172,6 @@ def rebatch(blocks: Iterator[Batch], sizes: list[int]) -> Iterator[Batch]:
         out = concat(parts)
         first = out if first is None else first
         yield out
-
 
 
 class StreamDataset(IterableDataset):
@@ -298,10 +296,11 @@ class StreamLoader:
     its current epoch.
     """
 
-    def __init__(self, stream: StreamDataset) -> None:
+    def __init__(self, stream: StreamDataset, pin_memory: bool = False) -> None:
         # Not named `dataset`: Lightning would take this for a DataLoader of an IterableDataset
         # and warn that its length may be wrong with workers (it is not: see `steps`).
         self.stream = stream
+        self.pin_memory = pin_memory  # a GPU run: the DataLoader pins (`Batch.pin_memory`)
         self.sampler = stream
         self.batch_sampler = None
         self._position = (0, 0)  # (epoch, batches yielded in it)
@@ -317,7 +316,11 @@ class StreamLoader:
         workers = self.stream.num_workers
         context = worker_context() if workers else None
         loader = DataLoader(
-            self.stream, batch_size=None, num_workers=workers, multiprocessing_context=context
+            self.stream,
+            batch_size=None,
+            num_workers=workers,
+            multiprocessing_context=context,
+            pin_memory=self.pin_memory,
         )
         for batch in loader:
             self._position = (epoch, self._position[1] + 1)

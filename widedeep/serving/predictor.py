@@ -24,6 +24,7 @@ from widedeep.data.readers._rows import (
 )
 from widedeep.nn.model import WideDeep
 from widedeep.training.checkpoint import model_from_checkpoint
+from widedeep.training.compiled import compile_model
 from widedeep.training.predict import predict_split
 from widedeep.training.run_files import checkpoint_paths, read_run_yaml
 
@@ -59,10 +60,19 @@ class Predictor:
     data_cfg: dict[str, Any]
 
     @classmethod
-    def load(cls, checkpoint: str | Path) -> Predictor:
+    def load(cls, checkpoint: str | Path, compile: bool | None = False) -> Predictor:
+        """``compile``: torch.compile the model's MLPs (`compile_model`); None: as the run's
+        ``trainer.compile`` (false for a run from before the option)."""
         path, run = checkpoint_paths(checkpoint)
-        data_cfg = OmegaConf.to_container(read_run_yaml(run / "config.yaml").data, resolve=True)
+        run_cfg = read_run_yaml(run / "config.yaml")
+        data_cfg = OmegaConf.to_container(run_cfg.data, resolve=True)
         model, hp = model_from_checkpoint(path)
+        if compile is None:
+            compile = bool(OmegaConf.select(run_cfg, "trainer.compile", default=False))
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile={compile!r}: expected true or false")
+        if compile:
+            compile_model(model)
         pre = load_preprocessor(run, data_cfg)
         if pre.schema != Schema.from_dict(hp["schema"]):
             raise ValueError(
@@ -100,16 +110,17 @@ def predict_file(
     reader: str | None = None,
     on_bad_rows: str | None = None,
     batch_size: int | None = None,
+    compile: bool | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Score a raw file; write the scores atomically if ``output``. Returns (scores, ``{file:
-    bad rows skipped}``)."""
+    bad rows skipped}``). ``compile``: torch.compile the model (None: as the run trained)."""
     out_path = Path(output) if output is not None else None
     if out_path is not None and out_path.suffix.lower() not in WRITERS:
         raise ValueError(f"output={out_path}: the suffix must be one of {sorted(WRITERS)}")
     path = Path(input).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"input {path}: no such file")
-    predictor = Predictor.load(checkpoint)
+    predictor = Predictor.load(checkpoint, compile)
     if on_bad_rows is not None:
         predictor.data_cfg["on_bad_rows"] = on_bad_rows
     with collect_bad_rows() as bad:

@@ -42,6 +42,7 @@ class WideDeepDataModule(pl.LightningDataModule):
         loader: str = "memory",
         shuffle_buffer: int = 65536,
         loader_workers: int = 0,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
         if loader not in LOADERS:
@@ -53,6 +54,7 @@ class WideDeepDataModule(pl.LightningDataModule):
         self.loader = loader
         self.shuffle_buffer = shuffle_buffer
         self.loader_workers = loader_workers
+        self.pin_memory = pin_memory  # a GPU run: batches pinned for non-blocking copies
         self.data: ProcessedData | None = None
         self.train_files: list[Path] = []  # stream: the cached train split's parquet files
 
@@ -89,7 +91,7 @@ class WideDeepDataModule(pl.LightningDataModule):
                 world_size=world,
                 num_workers=self.loader_workers,
             )
-            return StreamLoader(dataset)
+            return StreamLoader(dataset, pin_memory=self.pin_memory)
         return BatchLoader(
             self.data.splits[split],
             self.batch_size if train else self.eval_batch_size,
@@ -97,6 +99,7 @@ class WideDeepDataModule(pl.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> BatchLoader | StreamLoader:

@@ -22,8 +22,11 @@ def predict_split(model: WideDeep, data: ColumnarData, batch_size: int = 8192) -
     # Preallocated outputs: appending per-batch tensors fragments the heap (+1.5 GB at 1M rows).
     out = {name: torch.empty(len(data)) for name in COLUMNS}
     start = 0
-    for batch in BatchLoader(data, batch_size):
-        parts = model.parts(**batch.inputs())
+    # The model's device (a GPU: pinned batches, asynchronous copies; the outputs come back).
+    device = next(model.parameters()).device
+    on_gpu = device.type == "cuda"
+    for batch in BatchLoader(data, batch_size, pin_memory=on_gpu):
+        parts = model.parts(**(batch.to(device) if on_gpu else batch).inputs())
         stop = start + len(batch)
         for name, value in zip(COLUMNS, (parts.wide, parts.deep, parts.logit), strict=True):
             out[name][start:stop] = value

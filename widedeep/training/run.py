@@ -132,6 +132,7 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
             test, need = bounds.get(key, at_least_0)
             _check(cfg, f"trainer.reduce_lr_on_plateau.{key}", (int, float), test, need)
     _choose(cfg, "trainer.logger", LOGGERS)
+    _check_precision(cfg)
     _range(cfg, "trainer.num_nodes", *positive)
     _choose(cfg, "trainer.loader", LOADERS)
     _range(cfg, "trainer.shuffle_buffer", *at_least_0)
@@ -144,6 +145,29 @@ def validate(cfg: DictConfig, sweep: bool = False) -> None:
     if problem:
         raise ConfigError(problem)
     _validate_optim(cfg)
+
+
+PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed")
+
+
+def _check_precision(cfg: DictConfig) -> None:
+    """``trainer.precision``: one Lightning knows; bf16 on a CPU without bf16 instructions
+    works (emulated) but is slower than fp32, so it warns in one line, naming the CPU."""
+    from widedeep.core.cpu import cpu_has_bf16, cpu_name
+
+    _choose(cfg, "trainer.precision", PRECISIONS)
+    precision, accelerator = cfg.trainer.precision, cfg.trainer.accelerator
+    if precision == "bf16-mixed" and accelerator == "cpu" and not cpu_has_bf16():
+        log.warning(
+            "trainer.precision=bf16-mixed: this CPU (%s) has neither avx512_bf16 nor AMX, so "
+            "bf16 is emulated and slower than trainer.precision=32-true",
+            cpu_name(),
+        )
+    if precision == "16-mixed" and accelerator == "cpu":
+        raise ConfigError(
+            "trainer.precision=16-mixed: fp16 needs a GPU (trainer.accelerator=gpu); on a CPU "
+            "use bf16-mixed"
+        )
 
 
 def _validate_optim(cfg: DictConfig) -> None:
@@ -165,8 +189,11 @@ def _validate_optim(cfg: DictConfig) -> None:
         # lr: FTRL's alpha (the factory renames it); embedding_l2: the factory's own penalty;
         # sparse_adam passes Adam's own options to the Adam of the tower's dense parameters
         dense_only = DENSE_ONLY if settings.name == "sparse_adam" else ()
-        _keys(f"optim.{tower}", settings, takes(OPTIMIZERS[settings.name], "name", "lr",
-                                                "embedding_l2", *dense_only))
+        _keys(
+            f"optim.{tower}",
+            settings,
+            takes(OPTIMIZERS[settings.name], "name", "lr", "embedding_l2", *dense_only),
+        )
     scheduler = cfg.optim.get("scheduler")
     if scheduler is not None and scheduler.get("name"):
         _choose(cfg, "optim.scheduler.name", SCHEDULERS)
@@ -227,6 +254,14 @@ def _logger(cfg: DictConfig, out: Path) -> Any:
     return False
 
 
+def _uses_gpu(trainer: DictConfig) -> bool:
+    """Whether the run trains on CUDA GPUs (its batches are then pinned)."""
+    import torch
+
+    accelerator = str(trainer.accelerator)
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def _progress_bar(setting: object) -> bool:
     """``trainer.progress_bar``: ``auto`` shows Lightning's bar only when stdout is a terminal
     (redirected to a file, its redraws would fill it); true or false as said."""
@@ -272,6 +307,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
 
 def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     import pytorch_lightning as pl
+    import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from widedeep.data.checks import (
@@ -293,6 +329,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         check_writable,
         remove_stale_temporaries,
     )
+    from widedeep.training.compiled import compile_model
     from widedeep.training.console import ValidationLine
     from widedeep.training.datamodule import WideDeepDataModule
     from widedeep.training.module import DivergenceWatch, WideDeepModule
@@ -330,6 +367,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         loader=cfg.trainer.loader,
         shuffle_buffer=cfg.trainer.shuffle_buffer,
         loader_workers=cfg.trainer.loader_workers,
+        pin_memory=_uses_gpu(cfg.trainer),
     )
     dm.setup()
     check_split_rows(dm.data, data_cfg)  # before Lightning fails on a missing val/auc
@@ -366,6 +404,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         stagewise = load_frozen_tower(
             module.model, frozen, source, dm.data.schema, model_cfg[frozen], cfg.model.init_from
         )
+    compiled = compile_model(module.model) if cfg.trainer.get("compile") else None
     monitor = f"val/{cfg.trainer.monitor}"
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints",
@@ -423,13 +462,17 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     # Every evaluation split: valid (part A under data.selection), valid_b (part B), test.
     splits = [s for s in ("valid", SELECTION_SPLIT, "test") if s in dm.data.splits]
     val_b = None
+    # The saved predictions in the number format the evaluation ran in (trainer.precision).
+    bf16 = cfg.trainer.precision == "bf16-mixed"
+    device = "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu"
     if trainer.is_global_zero:
-        predictions = {
-            split: predict_split(
-                module.model, dm.data.splits[split], cfg.data.eval_batch_size
-            ).with_columns(polars.lit(split).alias("split"))
-            for split in splits
-        }
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            predictions = {
+                split: predict_split(
+                    module.model, dm.data.splits[split], cfg.data.eval_batch_size
+                ).with_columns(polars.lit(split).alias("split"))
+                for split in splits
+            }
         frame = polars.concat(list(predictions.values()))
         atomic_write(out / "predictions.parquet", frame.write_parquet)
         if SELECTION_SPLIT in predictions:
@@ -454,6 +497,9 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         "data_time_s": data_time,
         "fit_time_s": fit_time,
         "optimizer_step_time_s": module.train_time,
+        # trainer.compile: graphs compiled, their compile time (inside fit_time_s and the
+        # first steps' optimizer_step_time_s), and why it fell back to eager if it did.
+        "compile": compiled.to_dict() if compiled is not None else None,
         "best_checkpoint": str(checkpoint.best_model_path),
     }
     if trainer.is_global_zero:  # the other ranks' metrics are the same, synced values

@@ -1,0 +1,148 @@
+"""benchmarks/throughput.py's bookkeeping per machine: the CPU's flags in every results file,
+bf16 rows only where the CPU has bf16, a profile per row, the new targets, TorchRec's venv."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["throughput"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _part(name: str):
+    _script()  # puts benchmarks/ on sys.path, as running the script does
+    return importlib.import_module(f"throughput_parts.{name}")
+
+
+MACHINE = {"cpu": "Some CPU 9000", "cores": 2, "flags": ["avx2", "avx512f"], "bf16": False}
+
+
+def test_bf16_rows_run_only_where_the_cpu_has_bf16_and_the_results_say_so():
+    script = _script()
+    with_bf16 = script.select_rows(None, peers=False, bf16=True)
+    without = script.select_rows(None, peers=False, bf16=False)
+    bf16_rows = [r.name for r in with_bf16 if r.bf16]
+    assert bf16_rows and not [r for r in without if r.bf16]
+    assert {r.name for r in with_bf16} - {r.name for r in without} == set(bf16_rows)
+    note = script.bf16_note(MACHINE, with_bf16, without)
+    assert all(name in note for name in bf16_rows)
+    assert "Some CPU 9000" in note and "avx512_bf16" in note
+    assert script.bf16_note(MACHINE, with_bf16, with_bf16) is None
+    # the compiled row is a default row now
+    assert "widedeep-sparse-compile" in {r.name for r in without}
+
+
+def _report(results, machine=MACHINE, note=None):
+    return {
+        "command": "python benchmarks/throughput.py",
+        "date": "today",
+        "rows": 400,
+        "train_rows_note": "one epoch",
+        "run_note": "one run",
+        "settings": {
+            "batch_size": 100,
+            "eval_batch_size": 100,
+            "threads": 1,
+            "warmup": 1,
+            "profile_steps": 2,
+        },
+        "machine": {**machine, "load_start": 0.0, "load_end": 0.0},
+        "gflops": 1.0,
+        "ceiling_train": 1.0,
+        "ceiling_inference": 1.0,
+        "results": results,
+        "targets": [],
+        "bf16_note": note,
+    }
+
+
+def test_header_names_the_cpu_its_cores_and_flags():
+    report = _part("report")
+    text = report.render(_report([]))
+    header = [line for line in text.splitlines() if line.startswith("CPU:")]
+    assert len(header) == 1
+    assert "Some CPU 9000" in header[0] and "2 cores" in header[0]
+    assert "avx2, avx512f" in header[0] and "bf16 in hardware: no" in header[0]
+    assert "bf16: it was skipped." in report.render(_report([], note="it was skipped"))
+
+
+def test_results_file_is_named_after_the_machine():
+    machine = _part("machine")
+    assert machine.cpu_slug("AMD EPYC 9B45 64-Core Processor") == "amd-epyc-9b45-64-core-processor"
+    assert machine.cpu_slug("Intel(R) Xeon(R) CPU @ 2.20GHz") == "intel-r-xeon-r-cpu-2-20ghz"
+    report = machine.cpu_report()
+    assert set(report["flags"]) <= {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+
+
+def test_profile_covers_the_last_warmup_steps_only():
+    import torch
+
+    measure = _part("measure")
+    clock = measure.StepClock(0.0, 10, 60, warmup=4, profile_steps=2)
+    a = torch.randn(64, 64)
+    for _ in range(6):
+        a @ a
+        clock.step_done()
+        assert (clock.profile != []) == (len(clock.ends) >= 4)
+    assert len(clock.ends) == 6
+    ops = {p["op"] for p in clock.profile}
+    assert "aten::mm" in ops
+    mm = next(p for p in clock.profile if p["op"] == "aten::mm")
+    assert mm["calls_per_step"] == 1  # two profiled steps, one matmul each
+    quiet = measure.StepClock(0.0, 10, 60, warmup=4, profile_steps=0)
+    for _ in range(6):
+        quiet.step_done()
+    assert quiet.profile == []
+
+
+def _row(name: str, system: str, train: float, infer: float, of_ceiling: float = 0.6) -> dict:
+    return {
+        "row": name,
+        "system": system,
+        "train": {"samples_per_s": train},
+        "inference": {"samples_per_s": infer},
+        "train_of_ceiling": of_ceiling,
+        "inference_of_ceiling": of_ceiling,
+    }
+
+
+def test_targets_against_torchrec_bf16_the_fastest_loop_and_the_ceiling():
+    report = _part("report")
+    rows = [
+        _row("widedeep-sparse", "widedeep", 100.0, 400.0),
+        _row("widedeep-sparse-bf16", "widedeep", 180.0, 500.0, of_ceiling=0.9),
+        _row("handwritten-sparse-compile", "hand-written", 200.0, 450.0),
+        _row("torchrec", "torchrec", 150.0, 300.0),
+    ]
+    got = {t["key"]: t for t in report.targets(rows)}
+    assert got["bf16-vs-fp32"]["value"] == pytest.approx(180 / 100)
+    assert got["bf16-vs-fp32"]["met"] is True  # 1.8x >= 1.5x
+    assert got["train-vs-torchrec"]["value"] == pytest.approx(180 / 150)
+    assert got["train-vs-fastest-handwritten"]["value"] == pytest.approx(180 / 200)
+    assert got["train-vs-fastest-handwritten"]["met"] is False  # 0.9x < 0.95x
+    assert got["train-of-ceiling"]["value"] == 0.9 and got["train-of-ceiling"]["met"]
+    shown = {**got["train-of-ceiling"], "rounds": [0.9, 0.8], "met_rounds": 2}
+    text = report.render({**_report([]), "targets": [shown]})
+    assert "| 90% | 90%, 80% | yes (2/2 rounds) |" in text  # a share, not a ratio
+
+
+def test_torchrec_row_without_its_venv_fails_naming_the_setup_script(tmp_path, monkeypatch):
+    peer_rows = _part("peer_rows")
+    monkeypatch.setenv("TORCHREC_VENV", str(tmp_path / "none"))
+    problem = peer_rows.torchrec_python()
+    assert isinstance(problem, str) and "benchmarks/torchrec/setup.sh" in problem
+    spec = _part("spec")
+    assert spec.ROW_BY_NAME["torchrec"].venv == "torchrec"
+    assert spec.ROW_BY_NAME["torchrec"].peer  # with --peers, never in widedeep's venv
