@@ -371,6 +371,7 @@ class Bench:
     main: MainLevels = field(default_factory=MainLevels)
     grid: str = MISSING
     controls: list[str] = MISSING
+    objectives: list[str] = field(default_factory=list)
     k_members: int = MISSING
     bootstrap: int = MISSING
     tune: BenchTune = field(default_factory=BenchTune)
