@@ -77,11 +77,18 @@ def load_frozen_tower(
 
 
 def _check_fit(
-    tower: str, source: Mapping[str, Any], schema: Schema, settings: Mapping[str, Any], where: str
+    tower: str,
+    source: Mapping[str, Any],
+    schema: Schema,
+    settings: Mapping[str, Any],
+    where: str,
+    ignore: tuple[str, ...] = (),
 ) -> None:
     hp = source["hyper_parameters"]
     theirs = Schema.from_dict(hp["schema"]).to_dict()
     ours = schema.to_dict()
+    for key in ignore:
+        theirs.pop(key, None), ours.pop(key, None)
     if theirs != ours:
         fields = ", ".join(_differences(theirs, ours))
         raise ValueError(
@@ -151,7 +158,9 @@ def warm_start(
     biases = {}
     for tower in TOWERS:
         where = f"model.init_from.{tower}={str(init_from[tower])!r}"
-        _check_fit(tower, sources[tower], schema, settings[tower], where)
+        # The deep tower reads no crosses (DeepTower): a wide level's crosses are not its schema.
+        ignore = ("crosses",) if tower == "deep" else ()
+        _check_fit(tower, sources[tower], schema, settings[tower], where, ignore)
         _copy_tower(model, tower, sources[tower], where)
         biases[tower] = sources[tower]["state_dict"]["model.bias"].reshape(1)
     with torch.no_grad():
