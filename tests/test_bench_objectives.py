@@ -85,8 +85,11 @@ def test_existing_arms_configs_and_keyed_documents_are_unchanged(tmp_path):
 
 
 def test_each_objective_has_its_setting_then_its_tuned_values_then_the_levels(tmp_path):
-    cfg = bench_cfg(tmp_path, "bench.sweep.wide=[{name: l1, overrides: {optim.wide.l1: 0.5}}]",
-                    "bench.main.wide=l1")
+    cfg = bench_cfg(
+        tmp_path,
+        "bench.sweep.wide=[{name: l1, overrides: {optim.wide.l1: 0.5}}]",
+        "bench.main.wide=l1",
+    )
     at = {"seed": 0, "data_seed": None, "wide_level": "l1", "deep_level": cfg.bench.main.deep}
     tuned = {
         ("wide_deep", "per_model"): {"optim.deep.lr": 0.01},

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import random_batch
+
 from widedeep.training.joint import (
     JointSettings,
     TowerStop,

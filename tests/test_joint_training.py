@@ -204,16 +204,32 @@ def test_two_process_ddp_with_the_objectives_matches_one_process(tmp_path):
     """Auxiliary losses, per-tower stopping (synced per-tower AUCs) and the bias's own optimizer
     under 2-process DDP, as one process at the same global batch. (Tower dropout draws its masks
     per rank, so its runs differ by world size; it is run here for completing only.)"""
-    shared = [*TINY, "model.aux_loss=0.5", STOP_AT_ONCE, "trainer.max_epochs=3",
-              "data.batch_size=512", "model.deep.dropout=0.0"]
+    shared = [
+        *TINY,
+        "model.aux_loss=0.5",
+        STOP_AT_ONCE,
+        "trainer.max_epochs=3",
+        "data.batch_size=512",
+        "model.deep.dropout=0.0",
+    ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT"):
         env.pop(key, None)
     for name, extra in (("ddp", []), ("ddp_dropout", ["model.tower_dropout=0.2"])):
         done = subprocess.run(
-            [sys.executable, "-m", "widedeep.cli.train", "trainer=ddp", *shared, *extra,
-             f"hydra.run.dir={tmp_path / name}"],
-            env=env, capture_output=True, text=True, timeout=1800,
+            [
+                sys.executable,
+                "-m",
+                "widedeep.cli.train",
+                "trainer=ddp",
+                *shared,
+                *extra,
+                f"hydra.run.dir={tmp_path / name}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
         )
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     single = train(compose_config(shared, output_dir=str(tmp_path / "single")))
