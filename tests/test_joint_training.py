@@ -19,6 +19,7 @@ from widedeep.cli.config import compose_config
 from widedeep.experiment.runs import key_document
 from widedeep.training.checkpoint import load_checkpoint, model_from_checkpoint
 from widedeep.training.module import TOWER_STOP_KEY
+from widedeep.training.resume import ResumeMismatchError
 from widedeep.training.run import ConfigError, train, validate
 
 pytestmark = pytest.mark.slow  # each test trains a few tiny models (seconds each)
@@ -118,6 +119,8 @@ def test_tower_stop_freezes_towers_and_resumes_with_its_state(tmp_path):
     # Resumed for one more epoch: still stopped (the state came back from the checkpoint).
     shutil.copytree(run, tmp_path / "resumed")
     again = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ResumeMismatchError, match="model.tower_stop.patience is 1 in the chec"):
+        _run(tmp_path / "resumed", "trainer.max_epochs=4", f"resume_from={again}")
     _run(tmp_path / "resumed", STOP_AT_ONCE, "trainer.max_epochs=4", f"resume_from={again}")
     for tower in ("wide", "deep"):
         assert _same(_weights(again, f"model.{tower}."), _weights(last, f"model.{tower}."))
