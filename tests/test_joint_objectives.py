@@ -142,6 +142,28 @@ def test_staged_runs_give_the_bias_and_combination_weights_their_own_optimizer(s
     assert plain.optimizer_towers == ["wide", "deep"]
 
 
+def test_staged_sparse_tables_keep_their_sparse_optimizers_and_the_rest_gets_adam(schema):
+    torch.manual_seed(0)
+    optim = {t: {"name": "sparse_adam", "lr": 1e-3} for t in ("wide", "deep")}
+    joint = JointSettings(stop_patience=1).to_dict()
+    module = WideDeepModule(
+        schema.to_dict(),
+        "wide_deep",
+        {"sparse_min_rows": 0},
+        {**DEEP, "sparse_min_rows": 0},
+        optim,
+        joint=joint,
+    )
+    optimizers, _ = module.configure_optimizers()
+    kinds = [type(o).__name__ for o in optimizers]
+    assert list(zip(module.optimizer_towers, kinds, strict=True)) == [
+        ("wide", "SparseAdam"),
+        ("deep", "SparseAdam"),
+        ("deep", "Adam"),
+        ("rest", "Adam"),
+    ]
+
+
 def test_combination_weights_scale_each_tower_share(schema):
     module = _module(schema, combine=True)
     with torch.no_grad():
