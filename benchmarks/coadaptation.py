@@ -2,8 +2,10 @@
 deep tower alone, the joint model, and the joint model under each objective against
 co-adaptation, on the synthetic log.
 
+The runs (checkpoints and all) go to --work (default <out>/runs); --out gets the small files.
+
     python benchmarks/coadaptation.py --out benchmarks/results/coadaptation \\
-        --rows 200000 --epochs 15 --patience 3 --seed 0
+        --work benchmarks/.work/coadaptation --rows 200000 --epochs 15 --patience 3 --seed 0
 
 Trains (or, with the same --out, reuses) one run per curve with widedeep-train's `train`:
 wide, deep, joint, joint + tower dropout, joint + auxiliary losses, joint warm-started from the
@@ -32,8 +34,8 @@ from widedeep.core.io import atomic_write  # noqa: E402
 
 def runs(args: argparse.Namespace) -> dict[str, list[str]]:
     """Each curve's overrides, in training order (the warm start after its members)."""
-    out = Path(args.out)
-    warm = f"{{wide: {out / 'wide'}, deep: {out / 'deep'}}}"
+    work = Path(args.work)
+    warm = f"{{wide: {work / 'wide'}, deep: {work / 'deep'}}}"
     hold = f"{{wide: {args.hold}, deep: {args.hold}}}"
     return {
         "wide": ["model=wide"],
@@ -54,7 +56,7 @@ def train_one(name: str, overrides: list[str], args: argparse.Namespace) -> Path
     from widedeep.cli.config import compose_config
     from widedeep.training.run import train
 
-    run = Path(args.out) / name
+    run = Path(args.work) / name
     if (run / "metrics.json").is_file():  # finished before: reused
         return run
     common = [
@@ -120,7 +122,8 @@ def plot(curves: pl.DataFrame, ensemble: float, offset: int, path: Path) -> None
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="folder for the runs, curves and plot")
+    parser.add_argument("--out", required=True, help="folder for the curves and the plot")
+    parser.add_argument("--work", help="folder for the runs (default: <out>/runs)")
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=3)
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("overrides", nargs="*", help="training overrides for every run")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    args.work = args.work or str(out / "runs")
     out.mkdir(parents=True, exist_ok=True)
     rows, frames = [], []
     for name, overrides in runs(args).items():
@@ -152,7 +156,8 @@ def main(argv: list[str] | None = None) -> Path:
     atomic_write(out / "curves.csv", curves.write_csv)
     atomic_write(out / "runs.csv", pl.DataFrame(rows).write_csv)
     offset = max(r["epochs"] for r in rows if r["run"] in ("wide", "deep"))
-    plot(curves, ensemble_auc(out / "wide", out / "deep"), offset, out / "coadaptation.png")
+    work = Path(args.work)
+    plot(curves, ensemble_auc(work / "wide", work / "deep"), offset, out / "coadaptation.png")
     print(pl.DataFrame(rows))
     return out
 

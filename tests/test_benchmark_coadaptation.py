@@ -37,6 +37,6 @@ def test_every_curve_is_trained_and_plotted_and_a_rerun_reuses_the_runs(tmp_path
     for row in runs.iter_rows(named=True):  # one point per trained epoch
         assert curves.filter(run=row["run"]).height == row["epochs"]
     assert (tmp_path / "coadaptation.png").stat().st_size > 0
-    stamp = (tmp_path / "joint" / "metrics.json").stat().st_mtime_ns
+    stamp = (tmp_path / "runs" / "joint" / "metrics.json").stat().st_mtime_ns
     module.main(argv)
-    assert (tmp_path / "joint" / "metrics.json").stat().st_mtime_ns == stamp
+    assert (tmp_path / "runs" / "joint" / "metrics.json").stat().st_mtime_ns == stamp
