@@ -91,6 +91,21 @@ def test_a_row_drawing_both_towers_trains_on_exactly_its_evaluation_logit(schema
         assert torch.equal(plain(batch), evaluated)
 
 
+def test_the_mean_training_logit_is_the_three_branch_mixture_not_the_evaluation_logit():
+    """What not rescaling means for the mean: E[z_train] = (1 - p)(z_wide + z_deep) + b. The
+    evaluated function is the "both" branch itself (previous test), not this mean."""
+    p, n = 0.2, 200_000
+    wide, deep, bias = torch.full((n,), 1.5), torch.full((n,), -0.5), torch.tensor([0.25])
+    torch.manual_seed(2)
+    z = training_logit(wide, deep, bias, p).double()
+    branches = torch.tensor([1.5 + 0.25, -0.5 + 0.25, 1.0 + 0.25], dtype=torch.float64)
+    weights = torch.tensor([p, p, 1 - 2 * p], dtype=torch.float64)
+    mean = float((weights * branches).sum())
+    sd = float((weights * (branches - mean) ** 2).sum().sqrt()) / math.sqrt(n)
+    assert mean == pytest.approx((1 - p) * (1.5 - 0.5) + 0.25)
+    assert abs(float(z.mean()) - mean) < 5 * sd
+
+
 def test_aux_loss_adds_each_tower_alone_with_the_shared_bias():
     wide, deep, bias, label = _logits()
 
