@@ -32,7 +32,7 @@ class WideDeep(nn.Module):
     ``combine=True`` adds a learnt weight per tower, ``logit = a * wide(x) + b * deep(x) +
     bias`` (``scale = [a, b]``, initially 1): the function class of the ensemble's logistic
     stacker, so that a joint model warm-started from separately trained towers can start at
-    their stacker (`widedeep.training.warm`). Off, the model has no ``scale`` parameter.
+    their stacker (`widedeep.training.stagewise.warm_start`). Off, there is no ``scale``.
     """
 
     def __init__(

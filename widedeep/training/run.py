@@ -187,7 +187,8 @@ def _validate_selection(cfg: DictConfig) -> None:
 
 
 def _validate_stagewise(cfg: DictConfig) -> None:
-    """``model.frozen`` (null, wide, deep) with ``model.kind=wide_deep`` and ``model.init_from``."""
+    """``model.frozen`` (null, wide, deep) with ``model.kind=wide_deep`` and ``model.init_from``
+    (a path, or a warm start's {wide, deep}), and the joint objectives (training/joint.py)."""
     from widedeep.training.joint import JointSettings
 
     try:
