@@ -150,6 +150,7 @@ def test_the_objective_arms_end_to_end(tmp_path):
         assert (out / "tuned" / f"{arm}.yaml").is_file()
         row = results.filter(pl.col("arm") == arm).row(0, named=True)
         assert row["wide_level"] != NONE and row["deep_level"] == "small"
+    assert (out / "curves.png").is_file()  # the objectives' curves beside the joint model's
     joint = results.filter(pl.col("arm") == "joint")["params"][0]
     warm = results.filter(pl.col("arm") == "joint_warm")["params"][0]
     assert warm == joint + 2  # the two combination weights
