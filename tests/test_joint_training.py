@@ -171,6 +171,26 @@ def test_warm_start_reproduces_the_members_before_the_first_step(tmp_path, membe
     assert (model.scale is not None) == combine
 
 
+def test_a_resumed_warm_run_with_tower_dropout_and_a_held_tower_is_the_uninterrupted_one(
+    tmp_path, members
+):
+    """Exact resume: the held epochs count from the restored epoch, the masks from the
+    restored random state, the weights from the run's checkpoint (not the members)."""
+    options = [
+        f"model.init_from={{wide: {members / 'wide'}, deep: {members / 'deep'}}}",
+        "model.combine=true",
+        "model.tower_dropout=0.3",
+        "model.finetune={lr_scale: 0.5, hold: {wide: 2}}",
+    ]
+    _run(tmp_path / "whole", *options, "trainer.max_epochs=3")
+    _run(tmp_path / "cut", *options, "trainer.max_epochs=2")
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    _run(tmp_path / "cut", *options, "trainer.max_epochs=3", f"resume_from={last}")
+    a = _weights(tmp_path / "whole" / "checkpoints" / "last.ckpt", "model.")
+    b = _weights(last, "model.")
+    assert _same(a, b)
+
+
 def test_warm_start_config_mistakes_name_the_key(members):
     init = f"model.init_from={{wide: {members / 'wide'}, deep: {members / 'deep'}}}"
     for overrides, match in [
