@@ -17,6 +17,11 @@ BENCH=${BENCH:-.venv/bin/widedeep-bench}
 # stopped_early, epochs / best epoch). The primary comparisons run the main levels only
 # (bench.grid=main); the size frontier is its own sweep.
 COMMON=(bench.tune.trials=30 trainer.max_epochs=50)
+# Opt-in (issue 20): the joint objectives' arms beside the others, e.g.
+# WIDEDEEP_STUDY_OBJECTIVES=joint_tower_dropout,joint_aux,joint_warm,joint_per_tower_stop
+if [[ -n ${WIDEDEEP_STUDY_OBJECTIVES:-} ]]; then
+  COMMON+=("bench.objectives=[$WIDEDEEP_STUDY_OBJECTIVES]")
+fi
 PRIMARY=(bench.grid=main)
 P3=(trainer.patience=3 trainer.max_epochs=200)
 

@@ -251,7 +251,13 @@ class DeepTower:
 class Model:
     kind: str = MISSING
     frozen: str | None = MISSING
-    init_from: str | None = MISSING
+    init_from: Any = MISSING  # null, a checkpoint path (frozen) or {wide: run, deep: run}
+    # The joint objectives (widedeep/training/joint.py); their defaults are off.
+    tower_dropout: float = 0.0
+    aux_loss: float = 0.0
+    combine: bool = False
+    finetune: Any = None  # null or {lr_scale: float, hold: {wide: epochs, deep: epochs}}
+    tower_stop: Any = None  # null or {patience: int, min_delta: float}
     wide: WideTower = field(default_factory=WideTower)
     deep: DeepTower = field(default_factory=DeepTower)
 
@@ -366,6 +372,7 @@ class Bench:
     main: MainLevels = field(default_factory=MainLevels)
     grid: str = MISSING
     controls: list[str] = MISSING
+    objectives: list[str] = field(default_factory=list)
     k_members: int = MISSING
     bootstrap: int = MISSING
     tune: BenchTune = field(default_factory=BenchTune)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from widedeep.experiment.plan import (
     NONE,
+    OBJECTIVES,
     Cell,
     Model,
     data_seeds,
@@ -67,8 +68,22 @@ def check_plan(cfg: DictConfig, cells: list[Cell]) -> None:
             f"bench.data_seeds: data={cfg.data.name} has no seeded split (data.split.seed)"
         )
     for model in models(cells, int(b.get("k_members", 0))):
-        placeholder = "init-from-the-frozen-tower's-run" if model.dependency() else None
+        placeholder = _placeholder(model)
         validate(model_config(cfg, model, init_from=placeholder))
+
+
+def _placeholder(model: Model) -> str | dict[str, str] | None:
+    """A stand-in for the runs a model starts from, for checking its config before they exist."""
+    if model.variant == "warm":
+        return {dep.kind: f"init-from-the-{dep.kind}-member's-run" for dep in model.dependencies()}
+    return "init-from-the-frozen-tower's-run" if model.dependency() else None
+
+
+def _init_from(model: Model, records: dict[Model, RunRecord]) -> str | dict[str, str] | None:
+    deps = model.dependencies()
+    if model.variant == "warm":
+        return {dep.kind: str(records[dep].best_checkpoint) for dep in deps}
+    return str(records[deps[0]].best_checkpoint) if deps else None
 
 
 def train_all(
@@ -81,13 +96,13 @@ def train_all(
     records: dict[Model, RunRecord] = {}
     todo = models(cells, int(cfg.bench.get("k_members", 0)))
     for k, model in enumerate(todo, 1):
-        dep = model.dependency()
-        init_from = str(records[dep].best_checkpoint) if dep is not None else None
-        run_cfg = model_config(cfg, model, tuned, init_from)
-        if dep is not None and records[dep].sealed and store.finished(run_cfg) is None:
-            # the run to start from is only sealed (no checkpoint): train it into the store
-            records[dep] = store.get(model_config(cfg, dep, tuned), need_checkpoint=True)
-            run_cfg = model_config(cfg, model, tuned, str(records[dep].best_checkpoint))
+        run_cfg = model_config(cfg, model, tuned, _init_from(model, records))
+        sealed = [dep for dep in model.dependencies() if records[dep].sealed]
+        if sealed and store.finished(run_cfg) is None:
+            # a run to start from is only sealed (no checkpoint): train it into the store
+            for dep in sealed:
+                records[dep] = store.get(model_config(cfg, dep, tuned), need_checkpoint=True)
+            run_cfg = model_config(cfg, model, tuned, _init_from(model, records))
         if run_cfg.trainer.logger == "mlflow":  # unkeyed: the run store ignores it
             OmegaConf.update(run_cfg, "trainer.mlflow.run_name", model.name, force_add=True)
         records[model] = store.get(run_cfg, label=f"bench model {k}/{len(todo)}: {model.name}")
@@ -157,7 +172,64 @@ def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[s
             Path(b.out) / "tuned" / f"{kind}.yaml", result.best, overrides,
             new_keys(cfg, list(space)), name,
         )
+    for arm in b.get("objectives") or ():
+        tuned[("wide_deep", OBJECTIVES[arm])] = _tune_objective(cfg, store, arm, spaces, tuned)
     return tuned
+
+
+def _tune_objective(
+    cfg: DictConfig,
+    store: RunStore,
+    arm: str,
+    spaces: dict[str, Any],
+    tuned: dict[tuple[str, str], dict[str, Any]],
+) -> dict[str, Any]:
+    """A joint objective's arm tuned like the joint model: the joint space plus the objective's
+    own (``tune.space.<arm>``), the same number of trials on split A, at the main levels and the
+    first seed. A warm start's trials start from the wide and deep members at their tuned
+    settings (the runs the arm's cells use at that seed)."""
+    from widedeep.experiment.search_space import flatten_space
+    from widedeep.experiment.tuning import sqlite_url, tune, write_best
+    from widedeep.experiment.tuning_runs import arm_space, new_keys, trial_score
+
+    b, t = cfg.bench, cfg.bench.tune
+    if arm not in spaces:
+        raise ValueError(f"bench.tune.space.{arm} is missing: bench.objectives={arm} searches it")
+    fixed = {k for tower in ("wide", "deep") for k in levels(b, tower)[b.main[tower]]}
+    space = {**arm_space(spaces, "wide_deep"), **flatten_space(spaces[arm])}
+    space = {k: v for k, v in space.items() if k not in fixed}
+    at = {"seed": int(b.seeds[0]), "data_seed": data_seeds(b)[0]}
+    variant = OBJECTIVES[arm]
+    levels_at = {"wide_level": b.main.wide, "deep_level": b.main.deep}
+    model = Model("wide_deep", **levels_at, variant=variant, **at)
+    records = {
+        dep: store.get(model_config(cfg, dep, tuned), need_checkpoint=True)
+        for dep in model.dependencies()
+    }
+    init_from = _init_from(model, records)
+
+    def objective(params: dict[str, Any], trial: Any) -> float:
+        run_cfg = model_config(cfg, model, {model.tuned_as: params}, init_from)
+        return trial_score(
+            lambda callbacks: store.get(run_cfg, callbacks, seal=False).metrics,
+            trial,
+            cfg.trainer.monitor,
+        )
+
+    home = Path(b.archive) if b.get("archive") else Path(b.store)
+    storage = t.storage or sqlite_url(home / "tuning.db")
+    name = f"bench-{cfg.data.name}-{arm}-{run_key(model_config(cfg, model, {}, init_from))[:12]}"
+    result = tune(
+        name, space, objective, int(t.trials), storage, int(t.sampler.seed),
+        pruner=t.pruner, n_startup_trials=int(t.n_startup_trials),
+    )
+    log.info("bench tuning %s: best val AUC %.4f (%s)", arm, result.best.value, name)
+    overrides = [*_train_overrides(cfg), "model.kind=wide_deep"]
+    write_best(
+        Path(b.out) / "tuned" / f"{arm}.yaml", result.best, overrides, new_keys(cfg, list(space)),
+        name,
+    )
+    return result.best.params
 
 
 def tracked(cfg: DictConfig) -> DictConfig:

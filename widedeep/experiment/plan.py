@@ -29,7 +29,26 @@ CORE_ARMS = (
 CONTROLS = (
     "ens_deep_deep", "ens_joint_joint", "joint_2x", "stagewise_deep_first", "stagewise_wide_first",
 )
-VARIANTS = ("", "2x", "frozen_deep", "frozen_wide")
+# The joint model trained with an objective against co-adaptation (issue 20; opt-in through
+# bench.objectives): arm -> the variant of its one model. Each variant is tuned as a kind of its
+# own: the joint model's space plus the objective's (tune.space.<arm>), the same trial budget.
+OBJECTIVES = {
+    "joint_tower_dropout": "tower_dropout",
+    "joint_aux": "aux",
+    "joint_warm": "warm",
+    "joint_per_tower_stop": "per_tower_stop",
+}
+# Each objective's setting without tuning (bench.tune.trials=0), under the tuned values.
+OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tower_dropout": {"model.tower_dropout": 0.2},
+    "aux": {"model.aux_loss": 0.5},
+    "warm": {
+        "model.combine": True,
+        "model.finetune": {"lr_scale": 0.1, "hold": {"wide": 1, "deep": 1}},
+    },
+    "per_tower_stop": {"model.tower_stop": {"patience": 1, "min_delta": 0.0}},
+}
+VARIANTS = ("", "2x", "frozen_deep", "frozen_wide", *OBJECTIVES.values())
 BUDGETS = ("per_model", "equal_total")
 NONE = "-"  # the level of a tower an arm does not have
 
@@ -44,7 +63,7 @@ class Model:
     wide_level: str
     deep_level: str
     member: int = 0
-    variant: str = ""  # "2x": twice the epoch budget; "frozen_<tower>": stagewise
+    variant: str = ""  # "2x": twice the epoch budget; "frozen_<tower>": stagewise; OBJECTIVES
     budget: str = "per_model"  # the tuned setting it uses
 
     @property
@@ -59,6 +78,22 @@ class Model:
         parts += [self.variant] if self.variant else []
         parts += [self.budget] if self.budget != "per_model" else []
         return "/".join(parts)
+
+    @property
+    def tuned_as(self) -> tuple[str, str]:
+        """The key of its tuned setting: (kind, budget), an objective's (kind, variant)."""
+        return (self.kind, self.variant if self.variant in OBJECTIVE_DEFAULTS else self.budget)
+
+    def dependencies(self) -> list[Model]:
+        """The runs it starts from: a stagewise model's frozen tower, a warm start's members."""
+        if self.variant == "warm":
+            base = {"seed": self.seed, "data_seed": self.data_seed, "budget": self.budget}
+            return [
+                Model("wide", wide_level=self.wide_level, deep_level=NONE, **base),
+                Model("deep", wide_level=NONE, deep_level=self.deep_level, **base),
+            ]
+        dep = self.dependency()
+        return [] if dep is None else [dep]
 
     def dependency(self) -> Model | None:
         """The run a stagewise model's frozen tower is loaded from."""
@@ -107,6 +142,8 @@ class Cell:
             return [replace(joint, variant="frozen_deep")]
         if arm == "stagewise_wide_first":
             return [replace(joint, variant="frozen_wide")]
+        if arm in OBJECTIVES:
+            return [replace(joint, variant=OBJECTIVES[arm])]
         if arm.startswith("deep_k"):
             return [replace(deep, member=m) for m in range(int(arm.removeprefix("deep_k")))]
         raise ValueError(f"unknown arm {arm!r}")
@@ -161,6 +198,10 @@ def plan(bench: Mapping[str, Any]) -> list[Cell]:
     unknown = [c for c in bench.get("controls", ()) if c not in CONTROLS]
     if unknown:
         raise ValueError(f"bench.controls: unknown {unknown}; known: {list(CONTROLS)}")
+    objectives = list(bench.get("objectives") or ())
+    unknown = [c for c in objectives if c not in OBJECTIVES]
+    if unknown:
+        raise ValueError(f"bench.objectives: unknown {unknown}; known: {list(OBJECTIVES)}")
     cells = []
     for data_seed in data_seeds(bench):
         for seed in bench["seeds"]:
@@ -172,7 +213,7 @@ def plan(bench: Mapping[str, Any]) -> list[Cell]:
                     main = w == main_w and d == main_d
                     if not (grid == "full" or w == main_w or d == main_d):
                         continue
-                    arms = main_arms(bench) if main else CORE_ARMS
+                    arms = [*(main_arms(bench) if main else CORE_ARMS), *objectives]
                     joint_arms = [a for a in arms if a not in ("wide", "deep")]
                     cells += [Cell(a, wide_level=w, deep_level=d, **at) for a in joint_arms]
     return cells
@@ -183,8 +224,7 @@ def models(cells: Iterable[Cell], k_members: int = 0) -> list[Model]:
     ordered: dict[Model, None] = {}
     for cell in cells:
         for model in cell.members(k_members):
-            dep = model.dependency()
-            if dep is not None:
+            for dep in model.dependencies():
                 ordered.setdefault(dep)
             ordered.setdefault(model)
     return list(ordered)
@@ -194,10 +234,12 @@ def model_config(
     cfg: DictConfig,
     model: Model,
     tuned: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
-    init_from: str | None = None,
+    init_from: str | Mapping[str, str] | None = None,
 ) -> DictConfig:
     """The training config of one model: the shared config, the kind's tuned setting (keyed by
-    (kind, budget)), the levels' overrides on top, then the variant's change."""
+    `Model.tuned_as`; an objective's own setting first), the levels' overrides on top, then the
+    variant's change. ``init_from``: a stagewise model's frozen tower's checkpoint, a warm
+    start's ``{wide: ckpt, deep: ckpt}``."""
     if model.kind not in KINDS:
         raise ValueError(f"model kind must be one of {KINDS}, got {model.kind!r}")
     bench = cfg.bench
@@ -211,7 +253,8 @@ def model_config(
         out.data.split.seed = model.data_seed
     if bench.get("selection") is not None:
         out.data.selection = OmegaConf.to_container(bench.selection, resolve=True)
-    settings = dict((tuned or {}).get((model.kind, model.budget), {}))
+    settings = dict(OBJECTIVE_DEFAULTS.get(model.variant, {}))
+    settings.update((tuned or {}).get(model.tuned_as, {}))
     for tower, level in (("wide", model.wide_level), ("deep", model.deep_level)):
         if level != NONE:
             settings.update(levels(bench, tower)[level])
@@ -225,6 +268,10 @@ def model_config(
             raise ValueError(f"{model.name}: a stagewise model needs its frozen tower's run")
         out.model.frozen = model.variant.removeprefix("frozen_")
         out.model.init_from = init_from
+    elif model.variant == "warm":
+        if not isinstance(init_from, Mapping):
+            raise ValueError(f"{model.name}: a warm start needs its members' runs")
+        out.model.init_from = {t: str(init_from[t]) for t in ("wide", "deep")}
     out.output_dir = None
     OmegaConf.set_struct(out, True)
     return out

@@ -11,7 +11,7 @@ import polars as pl
 
 from widedeep.core.io import atomic_write
 from widedeep.experiment.curves import plot_curves, read_curves
-from widedeep.experiment.plan import NONE
+from widedeep.experiment.plan import NONE, OBJECTIVES
 from widedeep.experiment.results import Measured
 from widedeep.experiment.slices import slice_labels
 
@@ -22,9 +22,8 @@ def curves(cfg: Any, measured: Measured, out_dir: Path) -> None:
     runs = {}
     for cell in measured.outputs:
         main = cell.wide_level in (b.main.wide, NONE) and cell.deep_level in (b.main.deep, NONE)
-        if main and cell.arm in ("wide", "deep", "joint", "joint_2x") or cell.arm.startswith(
-            "stagewise"
-        ):
+        shown = ("wide", "deep", "joint", "joint_2x", *OBJECTIVES)  # the objectives: issue 20
+        if main and cell.arm in shown or cell.arm.startswith("stagewise"):
             for model in cell.members():
                 log = measured.records[model].path
                 if (log / "logs" / "metrics.csv").is_file():

@@ -46,6 +46,15 @@ UNKEYED = {
         "progress_bar", "logger", "mlflow", "log_every_n_steps", "checkpoint_every_n_steps"
     ),
 }
+# Model options added after runs were archived, at their "off" values (training/joint.py OFF):
+# dropped from the keyed config when off, so that a run that uses none of them keeps its key.
+NEW_MODEL_KEYS = {
+    "tower_dropout": 0.0,
+    "aux_loss": 0.0,
+    "combine": False,
+    "finetune": None,
+    "tower_stop": None,
+}
 RUN_FILE = "run.json"
 SIZES_FILE = "sizes.json"
 SEALED_SPLITS = ("valid_b", "test")  # the predictions the report reads (arms.SPLITS)
@@ -112,7 +121,8 @@ def git_commit() -> str:
 def _source_run(init_from: str) -> str:
     """``model.init_from`` as keyed: the key of the stored or sealed run whose checkpoint it
     is (where that run lives is no part of what trains), else the path as given."""
-    run = Path(init_from).parent.parent / RUN_FILE
+    path = Path(init_from)
+    run = path / RUN_FILE if path.is_dir() else path.parent.parent / RUN_FILE
     if run.is_file():
         return "run:" + json.loads(run.read_text())["key"]
     return init_from
@@ -127,8 +137,15 @@ def key_document(cfg: DictConfig) -> dict[str, Any]:
     config = {k: resolved[k] for k in KEYED}
     for group, keys in UNKEYED.items():
         config[group] = {k: v for k, v in config[group].items() if k not in keys}
-    if config["model"].get("init_from"):
-        config["model"]["init_from"] = _source_run(str(config["model"]["init_from"]))
+    model = config["model"]
+    for key, off in NEW_MODEL_KEYS.items():
+        if key in model and model[key] == off and type(model[key]) is type(off):
+            del model[key]
+    init_from = model.get("init_from")
+    if isinstance(init_from, dict):  # a warm start: {wide: run, deep: run}
+        model["init_from"] = {t: _source_run(str(p)) for t, p in sorted(init_from.items())}
+    elif init_from:
+        model["init_from"] = _source_run(str(init_from))
     return {"config": config, "code": code_digest(str(cfg.data.name)), "versions": versions()}
 
 

@@ -14,9 +14,14 @@ KINDS = ("wide", "deep", "wide_deep")
 
 
 def build_model(
-    schema: Schema, kind: str, wide: Mapping[str, Any], deep: Mapping[str, Any]
+    schema: Schema,
+    kind: str,
+    wide: Mapping[str, Any],
+    deep: Mapping[str, Any],
+    combine: bool = False,
 ) -> WideDeep:
-    """The wide arm, the deep arm or the joint model, from primitive settings."""
+    """The wide arm, the deep arm or the joint model, from primitive settings; ``combine``:
+    per-tower weights on the logits (`WideDeep`, joint model only)."""
     if kind not in KINDS:
         raise ValueError(f"model.kind must be one of {KINDS}, got {kind!r}")
     wide_tower = deep_tower = None
@@ -26,4 +31,6 @@ def build_model(
         settings = dict(deep)
         settings["hidden"] = tuple(settings.get("hidden", ()))
         deep_tower = DeepTower(schema, bias=False, **settings)
-    return WideDeep(wide_tower, deep_tower)
+    if combine and kind != "wide_deep":
+        raise ValueError(f"model.combine=true needs model.kind=wide_deep, got {kind!r}")
+    return WideDeep(wide_tower, deep_tower, combine=combine)

@@ -28,15 +28,23 @@ class WideDeep(nn.Module):
     logits; the sigmoid belongs to the loss or to the caller.
 
     Shapes: categorical (B, F), crosses (B, C), dense (B, N), bags [(L,), (B,)] -> logits (B,).
+
+    ``combine=True`` adds a learnt weight per tower, ``logit = a * wide(x) + b * deep(x) +
+    bias`` (``scale = [a, b]``, initially 1): the function class of the ensemble's logistic
+    stacker, so that a joint model warm-started from separately trained towers can start at
+    their stacker (`widedeep.training.stagewise.warm_start`). Off, there is no ``scale``.
     """
 
-    def __init__(self, wide: WideTower | None = None, deep: DeepTower | None = None) -> None:
+    def __init__(
+        self, wide: WideTower | None = None, deep: DeepTower | None = None, combine: bool = False
+    ) -> None:
         super().__init__()
         if wide is None and deep is None:
             raise ValueError("WideDeep needs a wide tower, a deep tower, or both")
         self.wide = wide
         self.deep = deep
         self.bias = nn.Parameter(torch.zeros(1))
+        self.scale = nn.Parameter(torch.ones(2)) if combine else None
         self.frozen: tuple[str, ...] = ()  # towers fixed by `freeze`
 
     def freeze(self, tower: str) -> None:
@@ -67,6 +75,8 @@ class WideDeep(nn.Module):
         zeros = torch.zeros(categorical.shape[0], device=categorical.device)
         wide = self.wide(categorical, crosses, dense, bags) if self.wide is not None else zeros
         deep = self.deep(categorical, crosses, dense, bags) if self.deep is not None else zeros
+        if self.scale is not None:
+            wide, deep = self.scale[0] * wide, self.scale[1] * deep
         return TowerLogits(wide + deep + self.bias, wide, deep)
 
     def forward(

@@ -196,7 +196,8 @@ def model_from_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, 
             f"checkpoint {path}: its hyper-parameters hold no valid schema ({_one_line(err)})"
         ) from None
     _check_size(path, schema, hp)
-    model = build_model(schema, hp["kind"], hp.get("wide") or {}, hp.get("deep") or {})
+    combine = bool((hp.get("joint") or {}).get("combine"))
+    model = build_model(schema, hp["kind"], hp.get("wide") or {}, hp.get("deep") or {}, combine)
     prefix = "model."
     weights = {k[len(prefix) :]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
     try:

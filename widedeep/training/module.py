@@ -21,12 +21,15 @@ from widedeep.nn.embedding import FieldEmbedding
 from widedeep.nn.wide import WideTower
 from widedeep.optim.factory import SPARSE_CAPABLE, build_optimizer, build_scheduler
 from widedeep.training.checkpoint import plain
+from widedeep.training.joint import TOWERS, JointSettings, TowerStop, joint_loss, paused
 
 # Adam options SparseAdam does not take: with optim.X.name=sparse_adam they go to the Adam of
 # the tower's dense parameters only.
 DENSE_ONLY = ("fused", "foreach")
 # The global RNG state (dropout's) in a checkpoint: Lightning does not save it.
 RNG_KEY = "widedeep_rng_state"
+# The per-tower stopping state in a checkpoint (`widedeep.training.joint.TowerStop`).
+TOWER_STOP_KEY = "widedeep_tower_stop"
 
 
 class NonFiniteLossError(FloatingPointError, ValueError):
@@ -88,6 +91,9 @@ class WideDeepModule(pl.LightningModule):
             ``model(**batch.inputs())`` -> logits (B,); its ``wide`` and ``deep`` submodules (either
             may be absent) each get their optimizer, its other parameters go with ``wide`` (else
             ``deep``). Not saved in hyper-parameters: pass it again to ``load_from_checkpoint``.
+        joint: the joint objectives, `JointSettings.to_dict` (``kind="wide_deep"``; None: the
+            plain joint loss): tower dropout, auxiliary losses, combination weights, held towers,
+            a fine-tuning learning-rate scale and per-tower stopping (widedeep/training/joint.py).
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class WideDeepModule(pl.LightningModule):
         optim: dict[str, Any] | None = None,
         model: torch.nn.Module | None = None,
         frozen: str | None = None,
+        joint: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Plain dicts and lists (not DictConfig, tuples, ...) so that the checkpoint loads with
@@ -107,8 +114,13 @@ class WideDeepModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.automatic_optimization = False
         self.kind = kind
+        self.joint = JointSettings.from_dict(joint)
         if model is None:
-            model = build_model(Schema.from_dict(schema), kind, wide or {}, deep or {})
+            model = build_model(
+                Schema.from_dict(schema), kind, wide or {}, deep or {}, self.joint.combine
+            )
+        if self.joint != JointSettings() and not hasattr(model, "parts"):
+            raise ValueError("the joint objectives need a model with per-tower logits (parts)")
         self.model = model
         self.frozen = frozen
         if frozen is not None:
@@ -126,6 +138,11 @@ class WideDeepModule(pl.LightningModule):
                 continue
             if getattr(self.model, tower, None) is not None and tower not in self.optim_cfg:
                 raise ValueError(f"optim: no settings for the {tower} tower (optim.{tower})")
+        self.tower_stop = None
+        if self.joint.stop_patience:
+            self.tower_stop = TowerStop(self.joint.stop_patience, self.joint.stop_min_delta)
+            self.val_tower_auc = torch.nn.ModuleDict({t: BinaryAUROC() for t in TOWERS})
+        self.optimizer_towers: list[str] = []  # the tower each optimizer steps, in order
         self.val_auc, self.test_auc = BinaryAUROC(), BinaryAUROC()
         self.val_logloss, self.test_logloss = MeanMetric(), MeanMetric()
         self.train_time = 0.0
@@ -159,12 +176,14 @@ class WideDeepModule(pl.LightningModule):
         embeddings = [m for m in self.model.modules() if isinstance(m, FieldEmbedding)]
         tables = {id(m.weight) for m in embeddings}
         sparse = {id(m.weight) for m in embeddings if m.sparse}
-        optimizers = []
-        for tower, params in self.tower_parameters().items():
-            settings, who = dict(self.optim_cfg[tower]), f"optim.{tower}"
+        optimizers, self.optimizer_towers = [], []
+        for tower, params, settings in self._optimizer_groups():
+            who = f"optim.{tower if tower in TOWERS else self._rest_tower()}"
             sparse_params = [p for p in params if id(p) in sparse]
             dense_params = [p for p in params if id(p) not in sparse]
             name = settings.get("name")
+            if tower == "rest" and name == "sparse_adam":  # no tables in the rest: Adam
+                name = settings["name"] = "adam"
             if sparse_params and name not in SPARSE_CAPABLE:
                 raise ValueError(
                     f"{who}: {name!r} cannot take the sparse gradients of model.{tower}'s "
@@ -180,10 +199,12 @@ class WideDeepModule(pl.LightningModule):
                 # bias) get Adam with the same settings; fused/foreach are Adam's alone.
                 sparse_settings = {k: v for k, v in settings.items() if k not in DENSE_ONLY}
                 optimizers.append(build_optimizer(sparse_params, sparse_settings, who))
+                self.optimizer_towers.append(tower)
                 if dense_params:
                     optimizers.append(
                         build_optimizer(dense_params, {**settings, "name": "adam"}, who)
                     )
+                    self.optimizer_towers.append(tower)
             else:
                 if settings.get("embedding_l2") and sparse_params:
                     raise ValueError(
@@ -191,14 +212,62 @@ class WideDeepModule(pl.LightningModule):
                         f"unset model.{tower}.sparse_min_rows"
                     )
                 optimizers.append(build_optimizer(params, settings, who, tables=tables))
+                self.optimizer_towers.append(tower)
         schedulers = [build_scheduler(opt, self.optim_cfg.get("scheduler")) for opt in optimizers]
         return optimizers, [s for s in schedulers if s is not None]
+
+    def _rest_tower(self) -> str:
+        return "wide" if getattr(self.model, "wide", None) is not None else "deep"
+
+    def _optimizer_groups(self) -> list[tuple[str, list[torch.nn.Parameter], dict[str, Any]]]:
+        """(tower, parameters, settings) per optimizer: `tower_parameters`, except that with
+        towers that pause or step at a scaled rate (`JointSettings.staged`) the parameters
+        outside the towers (the shared bias, the combination weights) are a group of their own
+        ("rest", with the settings of the tower they would have joined, unscaled)."""
+        groups = self.tower_parameters()
+        if not self.joint.staged:
+            return [(t, params, dict(self.optim_cfg[t])) for t, params in groups.items()]
+        towers = {
+            id(p)
+            for t in TOWERS
+            if getattr(self.model, t, None) is not None
+            for p in getattr(self.model, t).parameters()
+        }
+        out = []
+        for tower, params in groups.items():
+            settings = dict(self.optim_cfg[tower])
+            settings["lr"] = settings["lr"] * self.joint.lr_scale
+            out.append((tower, [p for p in params if id(p) in towers], settings))
+        rest = [p for params in groups.values() for p in params if id(p) not in towers]
+        out = [group for group in out if group[1]]
+        if rest:
+            out.append(("rest", rest, dict(self.optim_cfg[self._rest_tower()])))
+        return out
+
+    def _loss(self, batch: Batch) -> torch.Tensor:
+        if self.joint == JointSettings():
+            return F.binary_cross_entropy_with_logits(self(batch), batch.label)
+        parts = self.model.parts(**batch.inputs())
+        return joint_loss(parts.wide, parts.deep, self.model.bias, batch.label, self.joint)
+
+    def paused_towers(self) -> set[str]:
+        """The towers that do not step now (`widedeep.training.joint.paused`), kept in eval
+        mode so their logit is the fixed function they paused at."""
+        towers = paused(self.joint, self.current_epoch, self.tower_stop)
+        for tower in TOWERS:  # Lightning restores the modes it saw before each validation
+            module = getattr(self.model, tower, None)
+            if module is None or tower in getattr(self.model, "frozen", ()):
+                continue
+            if module.training == (tower in towers):
+                module.train(tower not in towers)
+        return towers
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         start = time.perf_counter()
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        loss = F.binary_cross_entropy_with_logits(self(batch), batch.label)
+        held = self.paused_towers() if self.joint.staged else set()
+        loss = self._loss(batch)
         if not torch.isfinite(loss):
             # Stop now: every later step would only spread NaN through both towers' weights.
             step = self.trainer.fit_loop.epoch_loop.total_batch_idx
@@ -212,7 +281,9 @@ class WideDeepModule(pl.LightningModule):
             opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         clip = self.optim_cfg.get("grad_clip")
-        for opt in optimizers:
+        for opt, tower in zip(optimizers, self.optimizer_towers, strict=True):
+            if tower in held:
+                continue
             if clip:
                 self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
             opt.step()
@@ -286,11 +357,15 @@ class WideDeepModule(pl.LightningModule):
         # Dropout draws from the global RNG, which Lightning does not save: without it a resumed
         # run would draw other masks than an uninterrupted one. A uint8 tensor: weights_only-safe.
         checkpoint[RNG_KEY] = torch.get_rng_state()
+        if self.tower_stop is not None:
+            checkpoint[TOWER_STOP_KEY] = self.tower_stop.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Only when resuming training: loading weights for inference must not reseed the caller.
         if self._trainer is not None and self.trainer.state.fn == "fit" and RNG_KEY in checkpoint:
             torch.set_rng_state(checkpoint[RNG_KEY])
+        if self.tower_stop is not None and TOWER_STOP_KEY in checkpoint:
+            self.tower_stop.load_state_dict(checkpoint[TOWER_STOP_KEY])
 
     def on_train_epoch_start(self) -> None:
         # Manual optimization: the schedulers are ours to step. Stepping at the start of every
@@ -312,7 +387,14 @@ class WideDeepModule(pl.LightningModule):
     # -- evaluation ----------------------------------------------------------------------------
 
     def _evaluate(self, batch: Batch, auc: BinaryAUROC, logloss: MeanMetric, prefix: str) -> None:
-        logits = self(batch)
+        if prefix == "val" and self.tower_stop is not None:
+            parts = self.model.parts(**batch.inputs())
+            logits = parts.logit
+            for tower, metric in self.val_tower_auc.items():
+                metric.update(torch.sigmoid(getattr(parts, tower)), batch.label.long())
+                self.log(f"val/auc_{tower}", metric, on_step=False, on_epoch=True)
+        else:
+            logits = self(batch)
         auc.update(torch.sigmoid(logits), batch.label.long())
         logloss.update(F.binary_cross_entropy_with_logits(logits, batch.label, reduction="none"))
         self.log(f"{prefix}/auc", auc, prog_bar=True, on_step=False, on_epoch=True)
@@ -328,6 +410,25 @@ class WideDeepModule(pl.LightningModule):
         if self.val_auc.update_count:
             score = self.val_auc.compute() - self.val_logloss.compute()
             self.log("val/auc_minus_logloss", score, on_step=False, on_epoch=True)
+        if self.tower_stop is not None:
+            self._stop_towers()
+
+    def _stop_towers(self) -> None:
+        """Per-tower stopping after a training epoch's validation (not the sanity check, not
+        the final evaluation): the AUCs are synced across DDP ranks, so all ranks agree."""
+        trainer = self.trainer
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        scores = {
+            t: float(m.compute())
+            for t, m in self.val_tower_auc.items()
+            if m.update_count and getattr(self.model, t, None) is not None
+        }
+        for tower in self.tower_stop.update(scores, self.current_epoch):
+            getattr(self.model, tower).eval()
+        for tower in TOWERS:
+            stopped = float(tower in self.tower_stop.stopped)
+            self.log(f"val/stopped_{tower}", stopped, on_step=False, on_epoch=True)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, self.test_auc, self.test_logloss, "test")

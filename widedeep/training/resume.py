@@ -5,7 +5,7 @@ model or optimizer fails deep inside it (``size mismatch for model.deep.mlp.0.we
 ``KeyError: 'beta'``), after the data was loaded. `check_resume` compares the checkpoint's
 hyper-parameters with the run's config first and names the first difference, in this order:
 
-1. ``model.kind`` and ``model.frozen``;
+1. ``model.kind`` and ``model.frozen`` (and, after the tower settings, the joint objectives);
 2. the features, known from the config alone: the categorical (and discretized), dense and bag
    fields, the crosses (and a hashed cross's buckets), the label;
 3. the tower settings both define (``model.wide.*``, ``model.deep.*``; a setting the checkpoint
@@ -81,7 +81,30 @@ def _differences(
         theirs, ours = hp.get(tower) or {}, model.get(tower) or {}
         for key in sorted(set(theirs) & set(ours)):
             yield from _same(f"model.{tower}.{key}", theirs[key], ours[key])
+    yield from _joint_differences(hp.get("joint"), model)
     yield from _optimizer_differences(hp.get("optim") or {}, optim, model)
+
+
+# JointSettings fields as config keys (widedeep/training/joint.py).
+JOINT_KEYS = {
+    "tower_dropout": "model.tower_dropout",
+    "aux_loss": "model.aux_loss",
+    "combine": "model.combine",
+    "lr_scale": "model.finetune.lr_scale",
+    "hold": "model.finetune.hold",
+    "stop_patience": "model.tower_stop.patience",
+    "stop_min_delta": "model.tower_stop.min_delta",
+}
+
+
+def _joint_differences(theirs: Mapping[str, Any] | None, model: Mapping[str, Any]) -> Iterator[str]:
+    """The joint objectives (a checkpoint that predates them had none)."""
+    from widedeep.training.joint import JointSettings
+
+    old = JointSettings.from_dict(theirs).to_dict()
+    new = JointSettings.from_config(model).to_dict()
+    for name, key in JOINT_KEYS.items():
+        yield from _same(key, old[name], new[name])
 
 
 def _same(key: str, theirs: Any, ours: Any) -> Iterator[str]:

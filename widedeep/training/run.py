@@ -214,8 +214,18 @@ def _validate_selection(cfg: DictConfig) -> None:
 
 
 def _validate_stagewise(cfg: DictConfig) -> None:
-    """``model.frozen`` (null, wide, deep) with ``model.kind=wide_deep`` and ``model.init_from``."""
+    """``model.frozen`` (null, wide, deep) with ``model.kind=wide_deep`` and ``model.init_from``
+    (a path, or a warm start's {wide, deep}), and the joint objectives (training/joint.py)."""
+    from widedeep.training.joint import JointSettings
+
+    try:
+        JointSettings.from_config(OmegaConf.to_container(cfg.model, resolve=True))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     frozen, init_from = cfg.model.get("frozen"), cfg.model.get("init_from")
+    if OmegaConf.is_dict(init_from) or isinstance(init_from, dict):
+        _validate_warm(cfg, frozen, init_from)
+        return
     if frozen is None:
         if init_from is not None:
             raise ConfigError(
@@ -233,6 +243,25 @@ def _validate_stagewise(cfg: DictConfig) -> None:
             f"model.init_from={init_from!r}: model.frozen={frozen} needs the checkpoint "
             f"(a run's checkpoints/best.ckpt) to take the {frozen} tower from"
         )
+
+
+def _validate_warm(cfg: DictConfig, frozen: Any, init_from: Any) -> None:
+    """``model.init_from={wide: <run>, deep: <run>}``: the warm start of joint fine-tuning."""
+    if frozen is not None:
+        raise ConfigError(
+            f"model.init_from={dict(init_from)}: both towers warm-started, none frozen; "
+            "model.frozen takes one checkpoint path"
+        )
+    if cfg.model.kind != "wide_deep":
+        raise ConfigError("model.init_from: a warm start needs model.kind=wide_deep")
+    _keys("model.init_from", init_from, ("wide", "deep"))
+    for tower in ("wide", "deep"):
+        value = init_from.get(tower)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(
+                f"model.init_from.{tower}={value!r}: expected the run (or its checkpoint) to "
+                f"take the {tower} tower from"
+            )
 
 
 def _logger(cfg: DictConfig, out: Path) -> Any:
@@ -332,10 +361,11 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     from widedeep.training.compiled import compile_model
     from widedeep.training.console import ValidationLine
     from widedeep.training.datamodule import WideDeepDataModule
+    from widedeep.training.joint import JointSettings
     from widedeep.training.module import DivergenceWatch, WideDeepModule
     from widedeep.training.predict import predict_split, split_scores
     from widedeep.training.resume import check_resume
-    from widedeep.training.stagewise import load_frozen_tower, read_source
+    from widedeep.training.stagewise import load_frozen_tower, read_members, read_source, warm_start
     from widedeep.training.tracking import log_artifacts
 
     validate(cfg)
@@ -344,6 +374,9 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     resume = check_resume(cfg.get("resume_from"), cfg)
     frozen = cfg.model.get("frozen")
     source = read_source(cfg.model.init_from, frozen) if frozen else None
+    init_from = cfg.model.get("init_from")
+    warm = OmegaConf.to_container(init_from) if OmegaConf.is_dict(init_from) else None
+    members = read_members(warm) if warm else None
     started = time.perf_counter()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -395,6 +428,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         deep=model_cfg["deep"],
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         frozen=frozen,
+        joint=JointSettings.from_config(model_cfg).to_dict(),
     )
     divergence = cfg.trainer.get("divergence")
     if divergence is not None and divergence.get("factor") is not None:
@@ -404,6 +438,8 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         stagewise = load_frozen_tower(
             module.model, frozen, source, dm.data.schema, model_cfg[frozen], cfg.model.init_from
         )
+    if members is not None:  # likewise: a resumed run continues from its own weights
+        stagewise = warm_start(module.model, members, dm.data.schema, model_cfg, warm)
     compiled = compile_model(module.model) if cfg.trainer.get("compile") else None
     monitor = f"val/{cfg.trainer.monitor}"
     checkpoint = ModelCheckpoint(
@@ -447,7 +483,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
     )
     fit_start = time.perf_counter()
     with warnings.catch_warnings():
-        if frozen:  # Lightning warns of modules in eval mode: the frozen tower's, by design
+        if frozen or module.joint.staged:  # the frozen or paused tower's eval mode, by design
             warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
         with _preemptible(trainer, latest):
             trainer.fit(module, datamodule=dm, ckpt_path=resume.path, weights_only=True)
@@ -487,7 +523,7 @@ def _train(cfg: DictConfig, extra_callbacks: Sequence[Any]) -> dict[str, Any]:
         # data.selection: {ratio, seed, rows: {valid, valid_b}} and part B's scores, else null.
         "selection": dm.data.info.get("selection"),
         "val_b": val_b,
-        # model.frozen: {frozen, init_from, source_kind}, else null.
+        # model.frozen: {frozen, init_from, source_kind}; a warm start: {init_from, biases}.
         "stagewise": stagewise,
         "params": module.parameter_counts(),
         "epochs": trainer.current_epoch,
