@@ -19,8 +19,11 @@ BENCH=${BENCH:-.venv/bin/widedeep-bench}
 COMMON=(bench.tune.trials=30 trainer.max_epochs=50)
 # Opt-in (issue 20): the joint objectives' arms beside the others, e.g.
 # WIDEDEEP_STUDY_OBJECTIVES=joint_tower_dropout,joint_aux,joint_warm,joint_per_tower_stop
+# Their results go beside the plain study's: benchmarks/results/tuned/<name>-objectives.
+SUFFIX=""
 if [[ -n ${WIDEDEEP_STUDY_OBJECTIVES:-} ]]; then
   COMMON+=("bench.objectives=[$WIDEDEEP_STUDY_OBJECTIVES]")
+  SUFFIX=-objectives
 fi
 PRIMARY=(bench.grid=main)
 P3=(trainer.patience=3 trainer.max_epochs=200)
@@ -32,8 +35,8 @@ run() {
   start=$(date +%s)
   echo "study $name: start $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)"
   # The common settings first: a dataset's own (frappe's 20 trials) come later and win.
-  "$BENCH" "${COMMON[@]}" "$@" "bench.out=benchmarks/results/tuned/$name" \
-    "hydra.run.dir=benchmarks/.work/study/$name"
+  "$BENCH" "${COMMON[@]}" "$@" "bench.out=benchmarks/results/tuned/$name$SUFFIX" \
+    "hydra.run.dir=benchmarks/.work/study/$name$SUFFIX"
   echo "study $name: done in $(( $(date +%s) - start )) s"
 }
 
