@@ -29,6 +29,9 @@ RUN = [
     "data.batch_size=256",
     "optim=paper",  # FTRL (wide) and AdaGrad (deep): both carry per-coordinate state
     "optim.deep.lr=0.01",  # so that the best validation AUC is the last epoch's (see below)
+    # Dropout's masks come from the global RNG (shuffling has its own seed): an exact resume
+    # then also needs the RNG state the checkpoint carries (module.RNG_KEY).
+    "model.deep.dropout=0.3",
     "optim.scheduler={name: step, step_size: 1, gamma: 0.5}",
     "trainer.max_epochs=2",
     "trainer.patience=10",
@@ -59,6 +62,25 @@ def on_train_batch_end(self, outputs, batch, batch_idx):
         time.sleep(600)
 
 lit.WideDeepModule.on_train_batch_end = on_train_batch_end
+sys.argv = ["widedeep-train", *sys.argv[1:]]
+main()
+"""
+
+# The CLI, recording the (epoch, batch) of every batch it trains into RECORD_BATCHES (one line
+# each): what the resumed process really trained, not only how it ended.
+RECORDING_CLI = """
+import os, sys
+from pathlib import Path
+import widedeep.training.module as lit
+from widedeep.cli.train import main
+
+record = Path(os.environ["RECORD_BATCHES"])
+
+def on_train_batch_start(self, batch, batch_idx):
+    with record.open("a") as f:
+        f.write(f"{self.current_epoch} {batch_idx}\\n")
+
+lit.WideDeepModule.on_train_batch_start = on_train_batch_start
 sys.argv = ["widedeep-train", *sys.argv[1:]]
 main()
 """
@@ -136,11 +158,18 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     saved = root / "saved.ckpt"
     saved.write_bytes((killed / "checkpoints/last.ckpt").read_bytes())
 
-    resumed = _cli(
-        *RUN, f"hydra.run.dir={killed}", f"resume_from={killed}/checkpoints/last.ckpt", cwd=root
+    trained = root / "resumed-batches.txt"
+    resumed = subprocess.run(
+        [sys.executable, "-c", RECORDING_CLI, *RUN, f"hydra.run.dir={killed}",
+         f"resume_from={killed}/checkpoints/last.ckpt"],
+        cwd=root,
+        env=_env(RECORD_BATCHES=str(trained)),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    return {"full": full, "killed": killed, "saved": saved}
+    return {"full": full, "killed": killed, "saved": saved, "trained": trained}
 
 
 @pytest.mark.slow
@@ -164,6 +193,13 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(runs):
         for metric in ("auc", "logloss"):
             assert resumed[split][metric] == pytest.approx(full[split][metric], abs=TOLERANCE)
     assert resumed["best_epoch"] == full["best_epoch"]
+    # The resumed process started at the checkpoint (epoch 1, batch 5) and trained the rest of
+    # that epoch only: had it ignored resume_from, it would have retrained both epochs from
+    # scratch and (training being deterministic) still ended like the uninterrupted run.
+    trained = [tuple(map(int, line.split())) for line in runs["trained"].read_text().split("\n")
+               if line]
+    done = SAVED_AT - BATCHES_PER_EPOCH
+    assert trained == [(1, b) for b in range(done, BATCHES_PER_EPOCH)]
     a = load_checkpoint(runs["full"] / "checkpoints/last.ckpt", "resume")
     b = load_checkpoint(runs["killed"] / "checkpoints/last.ckpt", "resume")
     assert a["global_step"] == b["global_step"]
