@@ -4,7 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
-export WIDEDEEP_DATA_DIR ?= $(CURDIR)/data
+# The real files for the real-data tests and the data configs: ../shared/datasets (a shared
+# copy beside the checkout) when it exists, else ./data; `make test WIDEDEEP_DATA_DIR=...` or
+# the variable in the environment wins. pytest's summary counts the tests skipped without them.
+SHARED_DATA := $(abspath $(CURDIR)/../shared/datasets)
+export WIDEDEEP_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(CURDIR)/data)
 
 .PHONY: install demo test test-fast test-reliability lint bench clean
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,41 @@ def schema() -> Schema:
         crosses=(CrossField("user_x_item", 30, fields=("user", "item")),),
         bags=(BagField("genres", 7),),
     )
+
+
+# -- the real public files ------------------------------------------------------------------------
+
+NO_REAL_DATA = "real data not found"
+
+
+def data_root() -> Path:
+    """Where the real files are: $WIDEDEEP_DATA_DIR, else ./data (the readers' own default)."""
+    return Path(os.environ.get("WIDEDEEP_DATA_DIR") or "data")
+
+
+def real_data(*files: str) -> Path:
+    """The data root holding every one of ``files`` (paths under it); else the test is skipped
+    with a reason the summary line below counts."""
+    root = data_root()
+    absent = [f for f in files if not (root / f).exists()]
+    if absent:
+        pytest.skip(f"{NO_REAL_DATA}: {absent} under $WIDEDEEP_DATA_DIR={str(root)!r}")
+    return root
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """One line saying how many tests skipped for want of the real files, and where they looked:
+    a layout without the data shows up in the summary, not only in ``-rs``."""
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", [])
+        if isinstance(r.longrepr, tuple) and NO_REAL_DATA in str(r.longrepr[2])
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} real-data test(s) skipped: files not found under "
+            f"$WIDEDEEP_DATA_DIR={str(data_root())!r} (see docs/testing.md)",
+            yellow=True,
+        )
 
 
 RELIABILITY = os.path.join(os.path.dirname(__file__), "reliability")

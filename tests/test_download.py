@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pooch
 import pytest
+from conftest import real_data
 
 from widedeep.data import sources
 from widedeep.data.download import (
@@ -27,7 +28,6 @@ from widedeep.data.download import (
 )
 from widedeep.data.sources import SOURCES, Derived, RemoteFile, Source
 
-SHARED = Path("/work/shared/datasets")
 PAYLOAD = b"label,user,item\n" + b"".join(b"%d,u%d,i%d\n" % (i % 2, i, i % 7) for i in range(500))
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
@@ -399,41 +399,38 @@ def test_registry_entries_are_well_formed():
             assert f.unpack in (None, "zip", "tar.gz", "gz")
 
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="no shared dataset copies here")
-
-
-@needs_shared
 def test_registry_checksums_match_the_shared_copies():
     """Every checksum transcribed from the shared README matches the shared file it names."""
+    shared = real_data("criteo", "frappe", "movielens100k", "adult")
     checked = 0
     for source in SOURCES.values():
         for target, sha in [(f.target, f.sha256) for f in source.files] + [
             (d.target, d.sha256) for d in source.derived
         ]:
-            if sha and (SHARED / target).is_file():
-                assert pooch.file_hash(str(SHARED / target)) == sha, target
+            if sha and (shared / target).is_file():
+                assert pooch.file_hash(str(shared / target)) == sha, target
                 checked += 1
     assert checked >= 9
 
 
-@needs_shared
 def test_frappe_feature_map_is_rebuilt_from_the_raw_logs(tmp_path):
+    shared = real_data("frappe/raw/frappe.csv.gz")
     raw = tmp_path / "frappe/raw/Mobile_Frappe/frappe/frappe.csv"
     raw.parent.mkdir(parents=True)
-    raw.write_bytes(gzip.decompress((SHARED / "frappe/raw/frappe.csv.gz").read_bytes()))
+    raw.write_bytes(gzip.decompress((shared / "frappe/raw/frappe.csv.gz").read_bytes()))
     (item,) = [d for d in SOURCES["frappe"].derived if d.target.endswith("feature_map.tsv")]
     assert hashlib.sha256(item.build(tmp_path)).hexdigest() == item.sha256
 
 
-@needs_shared
 def test_movielens_text_files_convert_to_the_readers_parquet(tmp_path):
     """GroupLens-format files written from the shared tables convert back to equal tables."""
+    shared = real_data(*(f"movielens100k/{t}.parquet" for t in ("data", "items", "users")))
     import polars as pl
 
     folder = tmp_path / "movielens100k/ml-100k"
     folder.mkdir(parents=True)
     for table, name in (("data", "u.data"), ("items", "u.item"), ("users", "u.user")):
-        frame = pl.read_parquet(SHARED / f"movielens100k/{table}.parquet")
+        frame = pl.read_parquet(shared / f"movielens100k/{table}.parquet")
         text = frame.write_csv(separator="\t" if name == "u.data" else "|", include_header=False,
                                quote_style="never")
         (folder / name).write_bytes(text.encode("latin-1"))

@@ -4,12 +4,12 @@ end-to-end checks on the real public files when $WIDEDEEP_DATA_DIR has them."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
+from conftest import real_data
 from omegaconf import OmegaConf
 
 from widedeep.core.schema import OOV_ID, PADDING_ID
@@ -372,16 +372,8 @@ def test_unseen_category_maps_to_oov(tmp_path: Path) -> None:
 # -- the real files ------------------------------------------------------------------------------
 
 
-def real_root(*files: str) -> Path:
-    root = Path(os.environ.get("WIDEDEEP_DATA_DIR") or "data")
-    absent = [f for f in files if not (root / f).is_file()]
-    if absent:
-        pytest.skip(f"real data not found: {absent} under $WIDEDEEP_DATA_DIR={str(root)!r}")
-    return root
-
-
 def test_real_criteo_first_row() -> None:
-    root = real_root("criteo/criteo_dac_train_first10k.txt")
+    root = real_data("criteo/criteo_dac_train_first10k.txt")
     frame = READERS["criteo"](config("criteo", root), root)
     first = frame.row(0, named=True)
     assert [first[f"I{i}"] for i in range(1, 14)] == [1, 1, 5, 0, 1382, 4, 15, 2, 181, 1, 2,
@@ -413,7 +405,7 @@ def test_real_dataset_end_to_end(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files, rows, positives = REAL[name]
-    root = real_root(*files)
+    root = real_data(*files)
     # Never write a cache beside the shared (read-only, not ours) data files.
     monkeypatch.setenv("WIDEDEEP_CACHE_DIR", str(tmp_path))
     data = load_data(config(name, root, cache=False))
@@ -505,3 +497,38 @@ def test_unknown_labels_mode(tmp_path: Path) -> None:
     write(tmp_path, TEXT_FIXTURES["criteo"])
     with pytest.raises(ValueError, match="labels must be one of"):
         READERS["criteo"](config("criteo", tmp_path), tmp_path, labels="maybe")
+
+
+GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+          "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+          "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+
+
+def test_real_movielens_genre_bags_equal_a_plain_python_gather(tmp_path, monkeypatch) -> None:
+    """Every training batch's genre bags (CSR tensors gathered by the loader) against the
+    genres read by hand from items.parquet's 0/1 flags, through the movie id of each row."""
+    from widedeep import BatchLoader
+
+    files = [f"movielens100k/{t}.parquet" for t in ("data", "items", "users")]
+    root = real_data(*files)
+    monkeypatch.setenv("WIDEDEEP_CACHE_DIR", str(tmp_path))
+    data = load_data(config("movielens", root, cache=False))
+    items = pl.read_parquet(root / "movielens100k/items.parquet")
+    flags = {row["movie_id"]: [g for g in GENRES if row[g] == 1] for row in items.to_dicts()}
+    vocabs = data.preprocessor.vocabs
+    movie_of = dict(enumerate(vocabs["movie_id"].table["value"].to_list(), start=2))
+    genre_id = {g: i for i, g in enumerate(vocabs["genres"].table["value"].to_list(), start=2)}
+    movie_col = [f.name for f in data.schema.categorical].index("movie_id")
+    split = data.splits["train"]
+    checked = 0
+    for k, batch in enumerate(BatchLoader(split, 4096, shuffle=True, seed=1)):
+        if k == 5:  # 20,480 shuffled rows: every movie's bag comes up many times
+            break
+        values, offsets = batch.bags[0]
+        ends = [*offsets[1:].tolist(), len(values)]
+        for r, movie in enumerate(batch.categorical[:, movie_col].tolist()):
+            want = [genre_id[g] for g in flags[movie_of[movie]]]
+            assert values[offsets[r] : ends[r]].tolist() == want, (movie_of[movie], want)
+            checked += 1
+    assert checked == 5 * 4096
+    assert len(set(map(tuple, (flags[m] for m in flags)))) > 100  # many distinct bags

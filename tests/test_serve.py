@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import real_data
 
 from widedeep.cli.config import compose_config
 from widedeep.cli.predict import main
@@ -279,10 +280,8 @@ def test_unlabeled_input_scores_equal_labelled_input(runs, tmp_path, name):
 
 
 def test_unlabeled_real_criteo_rows_score_as_labelled(runs, tmp_path):
-    real = Path(os.environ.get("WIDEDEEP_DATA_DIR") or "data")
-    real = real / "criteo" / "criteo_dac_train_first10k.txt"
-    if not real.is_file():
-        pytest.skip(f"real data not found: {real}")
+    name = "criteo/criteo_dac_train_first10k.txt"
+    real = real_data(name) / name
     run, _ = runs("criteo")
     lines = real.read_text().splitlines()[:500]  # trailing empty fields kept, as in train.txt
     labelled, unlabeled = tmp_path / "l.txt", tmp_path / "u.txt"

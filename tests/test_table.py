@@ -4,7 +4,6 @@ datasets; and the Criteo reader on the comma-separated DeepCTR layout."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from conftest import real_data
 from omegaconf import OmegaConf
 
 from widedeep.data.pipeline import load_data, read_split
@@ -224,9 +224,7 @@ def test_criteo_reads_the_deepctr_csv_like_the_tsv(tmp_path):
 
 
 def test_criteo_reads_the_real_deepctr_sample():
-    root = Path(os.environ.get("WIDEDEEP_DATA_DIR") or "data")
-    if not (root / "criteo" / "deepctr_criteo_sample.txt").is_file():
-        pytest.skip("no criteo/deepctr_criteo_sample.txt under $WIDEDEEP_DATA_DIR")
+    root = real_data("criteo/deepctr_criteo_sample.txt")
     rows = _criteo(root, "criteo/deepctr_criteo_sample.txt")
     assert rows.height == 200 and rows["I3"].dtype == pl.Int64 and rows["label"].sum() > 0
 
