@@ -48,9 +48,11 @@ def test_fm_pairwise_term_is_the_sum_over_field_pairs(schema):
 def test_fm_wide_learns_what_wide_alone_cannot(data):
     wide = _auc(fm_wide.train_plain, data, fm=False)
     both = _auc(fm_wide.train_plain, data, fm=True)
-    # Measured 0.71 (wide alone) and 0.78 (FM + wide); the true logits give 0.86.
-    assert both > 0.5 + 0.2, both
-    assert both > wide + 0.03, (wide, both)
+    # Observed (2026-12-02, deterministic on CPU): 0.7124 (wide alone) and 0.7828 (FM + wide);
+    # the true logits give 0.86. The bounds sit 0.013 below each: an FM term weighted 0.3 in
+    # the logit (0.760) fails them, as would a pairwise term that learns half as much.
+    assert both > 0.77, both
+    assert both > wide + 0.06, (wide, both)
 
 
 @pytest.mark.slow

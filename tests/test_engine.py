@@ -107,23 +107,45 @@ def test_resume_restores_both_optimizers_exactly(tmp_path):
     assert len(a["optimizer_states"]) == 2
 
 
-def test_scheduler_and_l1_sparsity(tmp_path):
+def _wide_nonzero(checkpoint) -> int:
+    """Non-zero wide weights counted from a checkpoint's tensors (not the module's count)."""
+    return sum(
+        int(torch.count_nonzero(v)) for k, v in checkpoint["state_dict"].items()
+        if k.startswith("model.wide.")
+    )
+
+
+@pytest.mark.slow
+def test_l1_sparsity_and_the_step_scheduler_each_do_their_part(tmp_path):
+    """One setting changed at a time: L1 (no scheduler on either side), then the scheduler
+    (no L1 on either side)."""
     sched = "optim.scheduler={name: step, step_size: 1, gamma: 0.5}"
     common = [*TINY, "optim=paper", "model=wide", "trainer.max_epochs=2"]
-    cfg = compose_config([*common, "optim.wide.l1=0.05", sched], str(tmp_path / "l1"))
-    strong = train(cfg)
-    none = train(compose_config([*common, "optim.wide.l1=0.0"], str(tmp_path / "nol1")))
-    # L1 in FTRL leaves weights exactly zero: far fewer non-zero weights than without it.
-    assert strong["params"]["wide_nonzero"] < 0.5 * none["params"]["wide_nonzero"], (
-        strong["params"],
-        none["params"],
-    )
-    ckpt = torch.load(tmp_path / "l1/checkpoints/last.ckpt", weights_only=True)
-    # Stepped once per epoch after the first: the second epoch ran at half the rate.
-    lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
-    assert lr == pytest.approx(cfg.optim.wide.lr * 0.5)
-    logged = json.loads((tmp_path / "l1/metrics.json").read_text())
-    assert logged["params"]["wide_nonzero"] == strong["params"]["wide_nonzero"]
+    runs = {
+        "l1": [*common, "optim.wide.l1=0.05"],
+        "none": [*common, "optim.wide.l1=0.0"],
+        "sched": [*common, "optim.wide.l1=0.0", sched],
+    }
+    metrics, best, last = {}, {}, {}
+    for name, overrides in runs.items():
+        metrics[name] = train(compose_config(overrides, str(tmp_path / name)))
+        best[name] = torch.load(tmp_path / name / "checkpoints/best.ckpt", weights_only=True)
+        last[name] = torch.load(tmp_path / name / "checkpoints/last.ckpt", weights_only=True)
+        # metrics.json counts the best checkpoint's weights (the ones evaluated and saved).
+        logged = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert logged["params"]["wide_nonzero"] == _wide_nonzero(best[name]), name
+    nonzero = {k: _wide_nonzero(best[k]) for k in runs}
+    # L1 in FTRL leaves weights exactly zero. Observed (2026-12-02): 40 of 2,957 weights
+    # non-zero with l1=0.05 against 2,949 without, a ratio of 0.014 (l1=0.025: 68, 0.023); the
+    # bound, 1.5 times the observed ratio, fails an L1 applied at half its strength.
+    assert nonzero["l1"] < 0.02 * nonzero["none"], nonzero
+    assert nonzero["none"] > 0.9 * best["none"]["state_dict"]["model.wide.weights.weight"].numel()
+    # Stepped once per epoch after the first: the second epoch ran at half the rate; without
+    # the scheduler, at the configured one.
+    lr = {k: last[k]["optimizer_states"][0]["param_groups"][0]["lr"] for k in runs}
+    base = compose_config(runs["none"]).optim.wide.lr
+    assert lr["sched"] == pytest.approx(base * 0.5)
+    assert lr["none"] == lr["l1"] == pytest.approx(base)
 
 
 def test_embedding_l2_is_the_bars_penalty_on_whole_tables():

@@ -48,5 +48,6 @@ def test_predictions_track_the_true_logit(tmp_path):
     preds = pl.read_parquet(tmp_path / "predictions.parquet").filter(pl.col("split") == "test")
     truth = load_data(dict(cfg.data)).extras["test"]["true_logit"].to_numpy()
     corr = np.corrcoef(preds.sort("row_id")["logit"].to_numpy(), truth)[0, 1]
-    # An untrained model correlates ~0 with the truth; 0.6 needs the planted structure learned.
-    assert corr > 0.6, corr
+    # An untrained model correlates ~0 with the truth. Observed (2026-12-02, deterministic on
+    # CPU): 0.649; the bound sits 0.02 below (the wide tower without its crosses: 0.582).
+    assert corr > 0.63, corr

@@ -178,6 +178,14 @@ def test_unseen_categories_map_to_oov(runs, tmp_path):
         scored.append(predict_file(run, path)[0])
     # Two different unseen values are the same OOV id, hence the same scores.
     np.testing.assert_array_equal(scored[0]["logit"], scored[1]["logit"])
+    # And the field is read: the rows whose own C3 was known score otherwise than as OOV
+    # (a predictor ignoring C3 would give every row its original score), the others the same.
+    original = predict_file(run, test)[0]["logit"].to_numpy()
+    own = predictor.preprocessor.transform(read_raw(predictor.data_cfg, test))["C3"].to_numpy()
+    known = own != OOV_ID
+    assert known.sum() > len(own) // 2
+    changed = scored[0]["logit"].to_numpy() != original
+    np.testing.assert_array_equal(changed, known)
 
 
 def test_malformed_row_is_one_line_naming_file_and_line(runs, tmp_path, capsys, monkeypatch):
