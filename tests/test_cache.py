@@ -92,6 +92,9 @@ def assert_same(a: Any, b: Any) -> None:
         x, y = a.splits[split], b.splits[split]
         for name in ("dense", "categorical", "crosses", "label"):
             assert torch.equal(getattr(x, name), getattr(y, name)), (split, name)
+        assert len(x.bags) == len(y.bags), split
+        for (xv, xo), (yv, yo) in zip(x.bags, y.bags, strict=True):
+            assert torch.equal(xv, yv) and torch.equal(xo, yo), (split, "bags")
         assert a.extras[split].equals(b.extras[split])
 
 
@@ -268,3 +271,46 @@ def test_unwritable_cache_root_builds_without_the_cache(cfg, reader, caplog) -> 
     assert reader.calls == 2 and not (root / "cache").exists()
     assert_same(first, second)
     assert "not writable" in caplog.text
+
+
+def _module_reader(path: Path, tag: str):
+    """A reader defined in its own file ``path`` (the file written anew with ``tag``)."""
+    import importlib.util
+
+    path.write_text(
+        f"# {tag}\nimport polars as pl\n\n\ndef read(cfg, root):\n"
+        f"    return pl.read_csv(root / cfg['files']['train'])\n"
+    )
+    spec = importlib.util.spec_from_file_location(f"toy_reader_{tag}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.read
+
+
+def test_the_cache_is_keyed_by_the_code_that_builds_it(cfg, tmp_path, monkeypatch) -> None:
+    """A change in the reader's own file, or in a module every reader shares, is a new entry:
+    a fix of the code that built the cached splits never serves the old ones."""
+    import shutil
+
+    source = tmp_path / "toy_reader.py"
+    monkeypatch.setitem(READERS, "toy", _module_reader(source, "v1"))
+    assert not pipeline.load_data(cfg).info["cache_hit"]
+    assert pipeline.load_data(cfg).info["cache_hit"]  # the same code: reused
+    monkeypatch.setitem(READERS, "toy", _module_reader(source, "v2"))  # its file edited
+    again = pipeline.load_data(cfg)
+    assert not again.info["cache_hit"] and len(entries(cfg)) == 2
+
+    # A shared module (readers/_rows.py) edited, in a copy of the package the cache hashes.
+    package = Path(cache.__file__).parents[1]
+    copy = tmp_path / "package"
+    for name in {*cache.CODE, *(str(p.relative_to(package)) for p in
+                                (package / "data" / "readers").glob("*.py"))}:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(package / name, copy / name)
+    monkeypatch.setattr(cache, "__file__", str(copy / "data" / "cache.py"))
+    pipeline.load_data(cfg)  # (a new entry or not: the files hash in path order)
+    assert pipeline.load_data(cfg).info["cache_hit"]  # the same bytes: the same key
+    before = len(entries(cfg))
+    with (copy / "data" / "readers" / "_rows.py").open("a") as f:
+        f.write("\n# a fix\n")
+    assert not pipeline.load_data(cfg).info["cache_hit"] and len(entries(cfg)) == before + 1

@@ -275,6 +275,46 @@ def test_a_diverging_run_stops_with_one_line_naming_the_step(tmp_path):
     assert "optim.deep.lr=1e+30" in line
 
 
+def test_an_infinite_loss_stops_training_at_its_step(schema):
+    """+inf logits on rows all labelled 0 make the loss +inf, not NaN: caught as well, in the
+    step that produced it, before any optimizer step spreads it."""
+    import math
+
+    from widedeep.training.module import NonFiniteLossError
+
+    module = WideDeepModule(
+        schema.to_dict(),
+        deep={"embedding_dim": 4, "hidden": (8,)},
+        optim={"wide": {"name": "adam", "lr": 0.01}, "deep": {"name": "adam", "lr": 0.01}},
+    )
+    rows = random_batch(schema, 96)
+    data = ColumnarData(
+        dense=rows.dense, categorical=rows.categorical, crosses=rows.crosses,
+        label=torch.zeros_like(rows.label),
+        bags=[(v, torch.cat([o, torch.tensor([len(v)])])) for v, o in rows.bags],
+    )
+
+    class Overflow(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if batch_idx == 1:  # the second batch: the first trains normally
+                with torch.no_grad():
+                    pl_module.model.bias.fill_(math.inf)
+
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[Overflow()],
+    )
+    weights = [p.detach().clone() for p in module.model.deep.parameters()]
+    with pytest.raises(NonFiniteLossError, match=r"training loss is inf at step 1 \(epoch 0, "
+                       r"batch 1\)"):
+        trainer.fit(module, train_dataloaders=BatchLoader(data, 32))
+    # The step stopped before its backward pass: the deep tower's weights are those after the
+    # first batch, all finite.
+    assert all(torch.isfinite(p).all() for p in module.model.deep.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(weights, module.model.deep.parameters(),
+                                                      strict=True))
+
+
 # -- checkpoint safety (no training) -----------------------------------------------------------
 
 
