@@ -277,6 +277,81 @@ def test_the_protocol_end_to_end_and_test_labels_change_no_choice(tmp_path, monk
     assert other.table["test_auc"].to_list() != again.table["test_auc"].to_list()
 
 
+def _direct(frames: list[pl.DataFrame]) -> dict[str, dict[str, np.ndarray]]:
+    """The ensembles of two members' saved predictions, computed here: numpy and sklearn only.
+    split -> {label, z (R, 2), ens_mean_prob, ens_mean_logit, ens_stack}."""
+    from sklearn.linear_model import LogisticRegression
+
+    out = {}
+    for split in ("valid_b", "test"):
+        rows = [f.filter(pl.col("split") == split).sort("row_id") for f in frames]
+        assert rows[0]["row_id"].to_list() == rows[1]["row_id"].to_list()
+        z = np.stack([r["logit"].to_numpy().astype(np.float64) for r in rows], 1)
+        prob = (1 / (1 + np.exp(-z))).mean(1)
+        out[split] = {"label": rows[0]["label"].to_numpy(), "z": z,
+                      "ens_mean_prob": prob, "ens_mean_logit": z.mean(1)}
+    fit = LogisticRegression(penalty=None, tol=1e-10, max_iter=1000)
+    fit.fit(out["valid_b"]["z"], out["valid_b"]["label"])
+    for split in out:
+        out[split]["ens_stack"] = fit.decision_function(out[split]["z"])
+    return out
+
+
+@pytest.mark.slow
+def test_the_harness_choices_equal_a_direct_computation_from_the_saved_predictions(tmp_path):
+    """Every number the harness reports, recomputed from the members' predictions.parquet with
+    sklearn and scipy: single-arm AUCs (and torchmetrics' in metrics.json), the ensembles'
+    AUCs, ens_best's choice on split B, and the paired difference with its t-interval."""
+    from scipy import stats as scipy_stats
+    from sklearn.metrics import roc_auc_score
+
+    from widedeep.experiment.comparisons import compare
+    from widedeep.experiment.harness import measure
+
+    cfg = bench_cfg(tmp_path, *SMALL_BENCH, "bench.seeds=[0,1]", "bench.controls=[]",
+                    "bench.grid=main")
+    measured = measure(cfg)
+    table = measured.table
+    w, d = cfg.bench.main.wide, cfg.bench.main.deep
+
+    def row(arm: str, seed: int) -> dict:
+        return table.filter((pl.col("arm") == arm) & (pl.col("seed") == seed)).row(0, named=True)
+
+    def saved(cell_arm: str, seed: int) -> list[pl.DataFrame]:
+        cell = next(c for c in measured.outputs if c.arm == cell_arm and c.seed == seed)
+        return [pl.read_parquet(measured.records[m].predictions) for m in cell.members()]
+
+    diffs = []
+    for seed in (0, 1):
+        for arm in ("wide", "deep", "joint"):
+            (frame,) = saved(arm, seed)
+            test = frame.filter(pl.col("split") == "test")
+            direct = roc_auc_score(test["label"].to_numpy(), test["logit"].to_numpy())
+            assert row(arm, seed)["test_auc"] == pytest.approx(direct, abs=1e-9), (arm, seed)
+            cell = next(c for c in measured.outputs if c.arm == arm and c.seed == seed)
+            logged = measured.records[cell.members()[0]].metrics["test"]["auc"]  # torchmetrics
+            assert logged == pytest.approx(direct, abs=1e-6), (arm, seed)
+        ens = _direct(saved("ens_best", seed))
+        b_auc = {k: roc_auc_score(ens["valid_b"]["label"], ens["valid_b"][k])
+                 for k in ("ens_mean_prob", "ens_mean_logit", "ens_stack")}
+        for k in b_auc:
+            direct = roc_auc_score(ens["test"]["label"], ens["test"][k])
+            assert row(k, seed)["test_auc"] == pytest.approx(direct, abs=1e-6), (k, seed)
+            assert row(k, seed)["valid_b_auc"] == pytest.approx(b_auc[k], abs=1e-6), (k, seed)
+        best = max(b_auc, key=b_auc.get)
+        assert row("ens_best", seed)["combiner"] == best, (b_auc, seed)
+        chosen = roc_auc_score(ens["test"]["label"], ens["test"][best])
+        assert row("ens_best", seed)["test_auc"] == pytest.approx(chosen, abs=1e-6)
+        joint = row("joint", seed)["test_auc"]
+        diffs.append(joint - chosen)
+    # The primary comparison: joint - ens_best over the seeds, with its 95% t-interval.
+    primary = compare(measured, "joint", "ens_best", w, d)
+    assert primary["n"] == 2
+    assert primary["mean"] == pytest.approx(np.mean(diffs), abs=1e-6)
+    half = scipy_stats.t.ppf(0.975, 1) * np.std(diffs, ddof=1) / np.sqrt(2)
+    assert primary["ci"] == pytest.approx(half, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_the_command_line_writes_under_its_output_directory_only(tmp_path):
     import subprocess
