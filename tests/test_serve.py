@@ -82,6 +82,68 @@ def adult_rows(n: int, seed: int, dot: str = "") -> list[str]:
     return rows
 
 
+FRAPPE_FIELDS = ("user", "item", "daytime", "weekday", "isweekend", "homework", "cost",
+                 "weather", "country", "city")
+ML_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+             "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+             "Romance", "Sci-Fi", "Thriller", "War", "Western")
+
+
+def write_frappe(root: Path, seed: int = 0) -> None:
+    """libFM files (the NFM layout): a feature map of 3 values per field, -1/1 labels."""
+    rng = np.random.default_rng(seed)
+    folder = root / "frappe" / "x1"
+    folder.mkdir(parents=True)
+    index = {(f, v): 3 * k + v for k, f in enumerate(FRAPPE_FIELDS) for v in range(3)}
+    (folder / "feature_map.tsv").write_text(
+        "index\tfield\tvalue\n" + "".join(f"{i}\t{f}\t{v}\n" for (f, v), i in index.items())
+    )
+    for split, n in (("train", 300), ("valid", 80), ("test", 60)):
+        lines = []
+        for _ in range(n):
+            values = rng.integers(0, 3, len(FRAPPE_FIELDS))
+            label = 1 if rng.random() < (0.7 if values[0] == 1 else 0.3) else -1
+            lines.append(" ".join([str(label), *(f"{index[f, int(v)]}:1"
+                                                 for f, v in zip(FRAPPE_FIELDS, values))]))
+        (folder / f"{split}.libfm").write_text("\n".join(lines) + "\n")
+
+
+def avazu_lines(n: int, seed: int = 0) -> list[str]:
+    """Avazu train.csv rows (with the header): ids, YYMMDDHH hours, small vocabularies."""
+    rng = np.random.default_rng(seed)
+    header = ("id,click,hour,C1,banner_pos,site_id,site_domain,site_category,app_id,app_domain,"
+              "app_category,device_id,device_ip,device_model,device_type,device_conn_type,"
+              "C14,C15,C16,C17,C18,C19,C20,C21")
+    lines = [header]
+    for k in range(n):
+        cats = [f"{j:02x}{rng.integers(0, 4):06x}" for j in range(21)]
+        click = int(rng.random() < (0.6 if cats[2].endswith("1") else 0.2))
+        hour = f"1410{rng.integers(21, 31):02d}{rng.integers(0, 24):02d}"
+        lines.append(",".join([str(10**18 + k), str(click), hour, *cats]))
+    return lines
+
+
+def write_movielens(root: Path, n: int = 600, seed: int = 0) -> None:
+    """The three MovieLens 100K tables: 40 users, 30 movies with genre flags, n ratings."""
+    rng = np.random.default_rng(seed)
+    folder = root / "movielens100k"
+    folder.mkdir(parents=True)
+    flags = rng.random((30, len(ML_GENRES))) < 0.2
+    pl.DataFrame(
+        {"movie_id": range(1, 31), "release_date": [f"01-Jan-{1950 + k}" for k in range(30)],
+         **{g: flags[:, j].astype(int) for j, g in enumerate(ML_GENRES)}}
+    ).write_parquet(folder / "items.parquet")
+    pl.DataFrame(
+        {"user_id": range(1, 41), "age": rng.integers(15, 70, 40),
+         "gender": rng.choice(["M", "F"], 40), "occupation": rng.choice(["a", "b", "c"], 40),
+         "zip_code": [f"{rng.integers(0, 99999):05d}" for _ in range(40)]}
+    ).write_parquet(folder / "users.parquet")
+    pl.DataFrame(
+        {"user_id": rng.integers(1, 41, n), "movie_id": rng.integers(1, 31, n),
+         "rating": rng.integers(1, 6, n), "timestamp": 880_000_000 + np.arange(n) * 60}
+    ).write_parquet(folder / "data.parquet")
+
+
 def _train(name: str, root: Path) -> tuple[Path, Path]:
     """Train a tiny model on ``name``; return (run dir, a raw file of its test split's rows)."""
     run = root / "run"
@@ -103,6 +165,26 @@ def _train(name: str, root: Path) -> tuple[Path, Path]:
         test = root / "adult" / "adult.test"  # the shipped test split is the whole file
         test.write_text("|1x3 Cross validator\n" + "\n".join(adult_rows(80, 1, ".")) + "\n\n")
         cfg = compose_config(["data=adult", f"data.root={root}", *FAST], output_dir=str(run))
+    elif name == "frappe":
+        write_frappe(root)
+        test = root / "frappe" / "x1" / "test.libfm"  # shipped splits: the whole test file
+        cfg = compose_config(["data=frappe", f"data.root={root}", *FAST], output_dir=str(run))
+    elif name == "avazu":
+        lines = avazu_lines(500)
+        (root / "avazu").mkdir()
+        (root / "avazu" / "train.csv").write_text("\n".join(lines) + "\n")
+        cfg = compose_config(["data=avazu", f"data.root={root}", *FAST], output_dir=str(run))
+        assign = split_assignment(pl.DataFrame({"x": range(len(lines) - 1)}), dict(cfg.data))
+        test = root / "test.csv"
+        rows = np.array(lines[1:])[assign == SPLITS.index("test")]
+        test.write_text("\n".join([lines[0], *rows]) + "\n")
+    elif name == "movielens":
+        write_movielens(root)
+        cfg = compose_config(["data=movielens", f"data.root={root}", *FAST], output_dir=str(run))
+        ratings = pl.read_parquet(root / "movielens100k" / "data.parquet")
+        test = root / "test.parquet"  # served rows: ratings (users and items joined from root)
+        ratings.filter(split_assignment(ratings, dict(cfg.data)) == SPLITS.index("test")
+                       ).write_parquet(test)
     else:
         cfg = compose_config(["data.generator.n_rows=3000", *FAST], output_dir=str(run))
         raw = generate(SyntheticConfig(**cfg.data.generator))
@@ -138,7 +220,9 @@ def assert_same_scores(got: pl.DataFrame, want: pl.DataFrame) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "suffix"), [("criteo", ".parquet"), ("adult", ".csv"), ("synthetic", ".parquet")]
+    ("name", "suffix"),
+    [("criteo", ".parquet"), ("adult", ".csv"), ("synthetic", ".parquet"), ("frappe", ".csv"),
+     ("avazu", ".parquet"), ("movielens", ".csv")],
 )
 def test_scores_on_raw_test_rows_equal_training_predictions(runs, tmp_path, name, suffix):
     run, test = runs(name)
