@@ -62,6 +62,7 @@ def test_a_mistyped_opt_out_is_an_error_not_ignored(monkeypatch):
         widedeep.keep_freed_memory()
 
 
+@pytest.mark.slow
 def test_the_clis_name_a_mistyped_opt_out():
     env = {**os.environ, "WIDEDEEP_MALLOC": "sytem"}
     done = subprocess.run(

@@ -27,6 +27,7 @@ def trained(tmp_path_factory):
     return widedeep.fit(frame, **SPEC, overrides=OVERRIDES, output_dir=run), frame
 
 
+@pytest.mark.slow
 def test_fit_learns_the_pattern_and_writes_a_cli_run(trained):
     model, _ = trained
     assert model.metrics["test"]["auc"] > 0.75  # chance is 0.5; the planted pattern ~0.85
@@ -36,6 +37,7 @@ def test_fit_learns_the_pattern_and_writes_a_cli_run(trained):
     assert (model.path / "preprocessor" / "preprocessor.json").is_file()
 
 
+@pytest.mark.slow
 def test_predict_gives_one_probability_per_row_as_widedeep_predict(trained, tmp_path):
     model, _ = trained
     new = ratings(200, seed=1).drop("rating")
@@ -50,6 +52,7 @@ def test_predict_gives_one_probability_per_row_as_widedeep_predict(trained, tmp_
     np.testing.assert_array_equal(reloaded, scores)
 
 
+@pytest.mark.slow
 def test_predict_takes_a_pandas_frame_and_ranks_likes_higher(trained):
     model, _ = trained
     new = ratings(400, seed=2)

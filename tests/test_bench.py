@@ -86,6 +86,7 @@ def test_a_run_depends_on_its_own_reader_only():
     assert code_digest("synthetic") != code_digest("criteo")
 
 
+@pytest.mark.slow
 def test_the_store_reuses_a_finished_run_only_when_its_key_matches(tmp_path):
     store = RunStore(tmp_path)
     first = store.get(compose_config(TINY))
@@ -191,6 +192,7 @@ def test_the_plan_is_checked_before_anything_trains(tmp_path):
     assert not (tmp_path / "store").exists()  # nothing trained, nothing written
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     store = RunStore(tmp_path)
     first = store.get(compose_config(TINY))
@@ -393,6 +395,7 @@ def test_the_smallest_configuration_is_chosen_on_split_b_not_test():
     assert pick["best_auc"] == 0.780 and pick["best_valid_b_auc"] == 0.800
 
 
+@pytest.mark.slow
 def test_cross_weights_are_counted_apart_from_the_raw_fields(tmp_path):
     from widedeep.experiment.size import wide_nonzero_groups
 

@@ -53,6 +53,7 @@ def test_progress_bar_auto_follows_whether_stdout_is_a_terminal(monkeypatch):
         _progress_bar("sometimes")
 
 
+@pytest.mark.slow
 def test_one_line_per_validation_epoch_with_the_bar_on(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="widedeep")
     overrides = [*TINY, "model=wide_deep", "trainer.logger=none", "trainer.progress_bar=true"]

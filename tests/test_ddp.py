@@ -92,6 +92,7 @@ def test_datamodule_takes_rank_and_world_size_from_the_trainer():
     assert sum(len(b) for b in val) == len(dm.data.splits["valid"]) // 2
 
 
+@pytest.mark.slow
 def test_ddp_settings_are_checked_before_training(monkeypatch):
     validate(compose_config(["trainer=ddp"]))
     with pytest.raises(ConfigError, match="divisible"):

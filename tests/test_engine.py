@@ -55,6 +55,7 @@ def test_sparse_and_dense_gradients_train_identically(schema, make_opt):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
 
 
+@pytest.mark.slow
 def test_dense_only_optimizer_on_sparse_tables_is_refused(tmp_path):
     cfg = compose_config([*TINY, "model.wide.sparse_min_rows=0"], str(tmp_path))
     with pytest.raises(ValueError, match="optim.wide.*sparse"):

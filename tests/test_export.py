@@ -22,6 +22,7 @@ from widedeep.training.run import train
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "load_exported.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["wide", "deep", "wide_deep"])
 def test_exported_program_matches_eager_on_any_batch_size(schema, kind):
     """Dense, crosses and a bag; batch sizes and bag lengths other than the example's."""
@@ -56,6 +57,7 @@ def exported(tmp_path_factory) -> tuple[Path, Path, dict]:
     return out / "run", path, dict(cfg.data)
 
 
+@pytest.mark.slow
 def test_exported_checkpoint_matches_eager_on_a_test_batch(exported):
     run, path, data_cfg = exported
     model, _ = model_from_checkpoint(run / "checkpoints" / "best.ckpt")
@@ -68,6 +70,7 @@ def test_exported_checkpoint_matches_eager_on_a_test_batch(exported):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_example_loads_with_torch_alone(exported):
     _, path, _ = exported
     # widedeep is installed in this environment: block its import to prove the example needs

@@ -134,6 +134,7 @@ def import_layer(name: str) -> str:
     return "\n".join(f"import {m}" for m in MODULES if layer(m) == name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["core", "nn", "optim"])
 def test_towers_and_optimizers_load_no_framework(name):
     loaded = loaded_after(import_layer(name))
@@ -142,6 +143,7 @@ def test_towers_and_optimizers_load_no_framework(name):
     assert all(layer(m) in {name, *MAY_IMPORT[name]} for m in below), below
 
 
+@pytest.mark.slow
 def test_the_data_layer_loads_no_model_trainer_or_command_line():
     loaded = loaded_after(import_layer("data"))
     above = [m for m in ours(loaded) if layer(m) in ("nn", "training", "experiment", "cli")]
@@ -149,6 +151,7 @@ def test_the_data_layer_loads_no_model_trainer_or_command_line():
     assert not roots(loaded) & {"pytorch_lightning", "lightning", "hydra"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["training", "serving"])
 def test_training_and_serving_load_no_hydra(name):
     loaded = loaded_after(import_layer(name))
@@ -156,6 +159,7 @@ def test_training_and_serving_load_no_hydra(name):
     assert not [m for m in ours(loaded) if layer(m) in ("experiment", "cli")]
 
 
+@pytest.mark.slow
 def test_the_public_api_loads_no_lightning_or_hydra():
     loaded = loaded_after("import widedeep\nfor name in widedeep.__all__: getattr(widedeep, name)")
     assert not roots(loaded) & {"pytorch_lightning", "lightning", "hydra"}

@@ -179,6 +179,7 @@ def test_train_refuses_a_mistake_in_one_line_with_exit_code_2(argv, monkeypatch,
     assert not list(tmp_path.rglob("metrics.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module, app", [("widedeep.cli.train", "train"), ("widedeep.cli.bench", "bench"),
                     ("widedeep.cli.tune", "tune")]
@@ -219,6 +220,7 @@ def test_summary_has_real_help_and_tells_an_lr_sweep_apart(tmp_path, capsys):
     assert main([]) == 2
 
 
+@pytest.mark.slow
 def test_data_info_and_training_name_a_constant_field(tmp_path, capsys, caplog):
     from widedeep.cli.data import main
     from widedeep.training.run import train

@@ -110,6 +110,7 @@ def test_split_is_seeded():
     assert drawn == [0, 2, 4, 5, 6, 7, 9, 11, 14, 15, 16]
 
 
+@pytest.mark.slow
 def test_a_bad_ratio_fails_in_one_line_naming_it(data):
     # 401 rows at a 23% click rate: 0.001 of each class rounds to no row of B.
     with pytest.raises(ValueError, match=r"data\.selection\.ratio=0\.001: valid_b has no") as err:
@@ -132,6 +133,7 @@ def test_a_bad_ratio_fails_in_one_line_naming_it(data):
     validate(compose_config(["data.selection={ratio: 0.5, seed: 0}"]))
 
 
+@pytest.mark.slow
 def test_cache_key_is_unchanged_and_shipped_validation_is_split():
     """adult ships no valid file (10% of adult.data); in memory and streamed, the same cut."""
     from widedeep.training.datamodule import WideDeepDataModule

@@ -103,8 +103,8 @@ def write_frappe(root: Path, seed: int = 0) -> None:
         for _ in range(n):
             values = rng.integers(0, 3, len(FRAPPE_FIELDS))
             label = 1 if rng.random() < (0.7 if values[0] == 1 else 0.3) else -1
-            lines.append(" ".join([str(label), *(f"{index[f, int(v)]}:1"
-                                                 for f, v in zip(FRAPPE_FIELDS, values))]))
+            ids = [f"{index[f, int(v)]}:1" for f, v in zip(FRAPPE_FIELDS, values, strict=True)]
+            lines.append(" ".join([str(label), *ids]))
         (folder / f"{split}.libfm").write_text("\n".join(lines) + "\n")
 
 
@@ -219,6 +219,7 @@ def assert_same_scores(got: pl.DataFrame, want: pl.DataFrame) -> None:
         np.testing.assert_allclose(got[column].to_numpy(), want[column].to_numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "suffix"),
     [("criteo", ".parquet"), ("adult", ".csv"), ("synthetic", ".parquet"), ("frappe", ".csv"),
@@ -238,6 +239,7 @@ def test_scores_on_raw_test_rows_equal_training_predictions(runs, tmp_path, name
     )
 
 
+@pytest.mark.slow
 def test_run_without_saved_preprocessing_falls_back_to_the_cache(runs, tmp_path):
     run, test = runs("criteo")
     old = tmp_path / "old-run"
@@ -246,6 +248,7 @@ def test_run_without_saved_preprocessing_falls_back_to_the_cache(runs, tmp_path)
     assert_same_scores(scores, expected(run))
 
 
+@pytest.mark.slow
 def test_unseen_categories_map_to_oov(runs, tmp_path):
     run, test = runs("criteo")
     lines = test.read_text().splitlines()
@@ -272,6 +275,7 @@ def test_unseen_categories_map_to_oov(runs, tmp_path):
     np.testing.assert_array_equal(changed, known)
 
 
+@pytest.mark.slow
 def test_malformed_row_is_one_line_naming_file_and_line(runs, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("WIDEDEEP_DEBUG", raising=False)
     run, test = runs("criteo")
@@ -293,6 +297,7 @@ def test_malformed_row_is_one_line_naming_file_and_line(runs, tmp_path, capsys, 
     assert scores.height == len(lines) - 2 and skipped == {str(bad): 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["checkpoint", "input", "output", "key"])
 def test_bad_arguments_are_one_line(runs, tmp_path, capsys, monkeypatch, case):
     monkeypatch.delenv("WIDEDEEP_DEBUG", raising=False)
@@ -316,6 +321,7 @@ def test_bad_arguments_are_one_line(runs, tmp_path, capsys, monkeypatch, case):
     assert (str(named) if case != "key" else "inptu") in err
 
 
+@pytest.mark.slow
 def test_command_line_writes_csv(runs, tmp_path):
     run, test = runs("adult")
     out = tmp_path / "scores.csv"
@@ -358,6 +364,7 @@ def without_labels(name: str, test: Path, tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["criteo", "adult", "synthetic"])
 def test_unlabeled_input_scores_equal_labelled_input(runs, tmp_path, name):
     run, test = runs(name)
@@ -371,6 +378,7 @@ def test_unlabeled_input_scores_equal_labelled_input(runs, tmp_path, name):
         np.testing.assert_array_equal(unlabeled[column].to_numpy(), labelled[column].to_numpy())
 
 
+@pytest.mark.slow
 def test_unlabeled_real_criteo_rows_score_as_labelled(runs, tmp_path):
     name = "criteo/criteo_dac_train_first10k.txt"
     real = real_data(name) / name
@@ -386,6 +394,7 @@ def test_unlabeled_real_criteo_rows_score_as_labelled(runs, tmp_path):
     np.testing.assert_array_equal(got["logit"].to_numpy(), want["logit"].to_numpy())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first", ["unlabeled", "labelled"])
 def test_criteo_mix_of_39_and_40_fields_names_the_line(
     runs, tmp_path, capsys, monkeypatch, first
@@ -414,6 +423,7 @@ def test_criteo_mix_of_39_and_40_fields_names_the_line(
     assert ("label" in scores.columns) == (first == "labelled")
 
 
+@pytest.mark.slow
 def test_training_still_requires_labels(runs, tmp_path):
     run, test = runs("criteo")
     unlabeled = without_labels("criteo", test, tmp_path)

@@ -65,6 +65,7 @@ def runs(tmp_path_factory):
     return root, source, modes
 
 
+@pytest.mark.slow
 def test_frozen_tower_is_the_source_tower_exactly(runs):
     root, source, modes = runs
     want = _tower(source, "deep")
@@ -80,6 +81,7 @@ def test_frozen_tower_is_the_source_tower_exactly(runs):
     assert stage["deep_logit"].equals(deep["deep_logit"])  # exactly, float for float
 
 
+@pytest.mark.slow
 def test_the_wide_tower_and_bias_learn_on_the_offset(runs):
     root, _, _ = runs
     metrics = json.loads((root / "stage" / "metrics.json").read_text())
@@ -110,6 +112,7 @@ def test_the_wide_tower_and_bias_learn_on_the_offset(runs):
     }
 
 
+@pytest.mark.slow
 def test_checkpoints_of_a_stagewise_run_load_and_resume(runs):
     root, source, _ = runs
     best = root / "stage" / "checkpoints" / "best.ckpt"
@@ -138,6 +141,7 @@ def test_checkpoints_of_a_stagewise_run_load_and_resume(runs):
     assert load_checkpoint(root / "resumed" / "checkpoints" / "last.ckpt", "resume")["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_reverse_order_frozen_wide(tmp_path, runs):
     _run(tmp_path / "wide", "model=wide", "trainer.logger=none")
     source = tmp_path / "wide" / "checkpoints" / "best.ckpt"
@@ -186,6 +190,7 @@ def test_config_mistakes_name_the_key():
         )
 
 
+@pytest.mark.slow
 def test_a_wrong_source_fails_in_one_line_naming_init_from(runs, tmp_path):
     root, source, _ = runs
     wide_arm = tmp_path / "wide"

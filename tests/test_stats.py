@@ -83,6 +83,7 @@ def _phi(x: float) -> float:
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_covers_the_true_difference():
     truth = _phi(1 / math.sqrt(2 * 1.25)) - _phi(1 / math.sqrt(2 * 2.0))  # noise 0.5 vs 1.0
     rng = np.random.default_rng(2)
@@ -151,6 +152,7 @@ def test_bootstrap_is_shift_invariant_and_seeded():
     assert first["mean"] == pytest.approx(expected, abs=1e-15)
 
 
+@pytest.mark.slow
 def test_bootstrap_rows_only_matches_a_naive_resampling():
     """One split, one seed: a plain row bootstrap, against resampled arrays and sklearn."""
     rng = np.random.default_rng(6)

@@ -95,6 +95,7 @@ def _check_rows(batch: Batch, frame: pl.DataFrame) -> None:
     assert bags == [list(g) for g in rows["genres"].to_list()]
 
 
+@pytest.mark.slow
 def test_dataloader_workers_read_their_own_shards(tmp_path):
     files, frame = _split(tmp_path)
     dataset = _rank(files, rank=1, world=2, workers=2)

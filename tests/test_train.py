@@ -54,6 +54,7 @@ def test_validation_names_the_bad_key():
             validate(compose_config([override]))
 
 
+@pytest.mark.slow
 def test_train_writes_every_output(tmp_path):
     cfg = compose_config([*TINY, "model=wide_deep"], output_dir=str(tmp_path))
     metrics = train(cfg)

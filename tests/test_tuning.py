@@ -132,6 +132,7 @@ def sequence(db: Path) -> list[tuple]:
     ]
 
 
+@pytest.mark.slow
 def test_a_study_killed_in_trial_3_resumes_into_the_uninterrupted_sequence(tmp_path):
     whole, broken = tmp_path / "whole.db", tmp_path / "broken.db"
     assert run_study(whole) == 0
@@ -152,6 +153,7 @@ def test_a_study_killed_in_trial_3_resumes_into_the_uninterrupted_sequence(tmp_p
     assert best_of_first(resumed, 4).value == best_of_first(study, 4).value
 
 
+@pytest.mark.slow
 def test_the_first_n_trials_of_a_study_are_an_n_trial_study(tmp_path):
     url = sqlite_url(tmp_path / "t.db")
     long = tune("long", SPACE, objective, trials=8, storage=url, seed=5, n_startup_trials=2)
@@ -166,6 +168,7 @@ def test_the_first_n_trials_of_a_study_are_an_n_trial_study(tmp_path):
         best_of_first(long.study, 9)
 
 
+@pytest.mark.slow
 def test_a_rerun_adds_only_missing_trials_and_refuses_other_settings(tmp_path):
     url = sqlite_url(tmp_path / "t.db")
     first = tune("s", SPACE, objective, trials=3, storage=url, n_startup_trials=2)
@@ -201,6 +204,7 @@ def study_with_a_bar(value: float) -> optuna.Study:
     return study
 
 
+@pytest.mark.slow
 def test_the_pruning_callback_prunes_a_losing_run_and_lets_a_winning_one_finish(tmp_path):
     from widedeep.cli.config import compose_config
     from widedeep.training.pruning import PruningCallback
@@ -233,6 +237,7 @@ def tune_command(out: Path, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_widedeep_tune_reports_a_bad_space_in_one_line(tmp_path):
     done = tune_command(tmp_path, "tune.space.deep.optim.deep.lr.low=0")
     assert done.returncode == 2
