@@ -55,7 +55,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """One line saying how many tests skipped for want of the real files, and where they looked:
     a layout without the data shows up in the summary, not only in ``-rs``."""
     skipped = [
-        r for r in terminalreporter.stats.get("skipped", [])
+        r
+        for r in terminalreporter.stats.get("skipped", [])
         if isinstance(r.longrepr, tuple) and NO_REAL_DATA in str(r.longrepr[2])
     ]
     if skipped:

@@ -13,11 +13,22 @@ from test_table import ratings
 import widedeep
 from widedeep.cli import predict as predict_cli
 
-SPEC = {"label": "rating", "threshold": 4, "categorical": ["user", "item"], "dense": ["price"],
-        "bags": ["tags"], "crosses": [["user", "item"]]}
-OVERRIDES = ["trainer.max_epochs=2", "data.batch_size=64", "optim.wide.lr=0.03",
-             "optim.deep.lr=0.01", "trainer.progress_bar=false",
-             "trainer.logger=none"]
+SPEC = {
+    "label": "rating",
+    "threshold": 4,
+    "categorical": ["user", "item"],
+    "dense": ["price"],
+    "bags": ["tags"],
+    "crosses": [["user", "item"]],
+}
+OVERRIDES = [
+    "trainer.max_epochs=2",
+    "data.batch_size=64",
+    "optim.wide.lr=0.03",
+    "optim.deep.lr=0.01",
+    "trainer.progress_bar=false",
+    "trainer.logger=none",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +55,13 @@ def test_predict_gives_one_probability_per_row_as_widedeep_predict(trained, tmp_
     scores = model.predict(new)
     assert scores.shape == (200,) and ((scores >= 0) & (scores <= 1)).all()
     new.write_csv(tmp_path / "new.csv")
-    predict_cli.main([f"checkpoint={model.path}", f"input={tmp_path / 'new.csv'}",
-                      f"output={tmp_path / 'scores.parquet'}"])
+    predict_cli.main(
+        [
+            f"checkpoint={model.path}",
+            f"input={tmp_path / 'new.csv'}",
+            f"output={tmp_path / 'scores.parquet'}",
+        ]
+    )
     cli = pl.read_parquet(tmp_path / "scores.parquet")["score"].to_numpy()
     np.testing.assert_allclose(scores, cli, rtol=0, atol=1e-6)
     reloaded = widedeep.load_model(model.path).predict(new)

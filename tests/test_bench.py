@@ -231,28 +231,63 @@ def test_the_protocol_end_to_end_and_test_labels_change_no_choice(tmp_path, monk
     from widedeep.experiment.harness import bench, measure
     from widedeep.training import datamodule
 
-    extra = [*SMALL_BENCH, "bench.tune.trials=2", "bench.tune.n_startup_trials=1",
-             "bench.k_members=2"]
+    extra = [
+        *SMALL_BENCH,
+        "bench.tune.trials=2",
+        "bench.tune.n_startup_trials=1",
+        "bench.k_members=2",
+    ]
     cfg = bench_cfg(tmp_path / "a", *extra)
     out = bench(cfg)
     results = pl.read_parquet(out / "results.parquet")
-    expected = {"wide", "deep", "joint", "joint_refit", "ens_best", "ens_deep_deep",
-                "ens_joint_joint", "joint_2x", "stagewise_deep_first", "stagewise_wide_first",
-                "ens_best_equal_total", "deep_k1", "deep_k2"}
+    expected = {
+        "wide",
+        "deep",
+        "joint",
+        "joint_refit",
+        "ens_best",
+        "ens_deep_deep",
+        "ens_joint_joint",
+        "joint_2x",
+        "stagewise_deep_first",
+        "stagewise_wide_first",
+        "ens_best_equal_total",
+        "deep_k1",
+        "deep_k2",
+    }
     assert expected <= set(results["arm"])
-    assert {"commit", "versions", "run_keys", "best_epoch", "epochs", "stopped_early",
-            "train_time_s", "share_wide", "auc_drop_deep"} <= set(results.columns)
+    assert {
+        "commit",
+        "versions",
+        "run_keys",
+        "best_epoch",
+        "epochs",
+        "stopped_early",
+        "train_time_s",
+        "share_wide",
+        "auc_drop_deep",
+    } <= set(results.columns)
     joint = results.filter(pl.col("arm") == "joint").row(0, named=True)
     assert joint["share_wide"] + joint["share_deep"] == pytest.approx(1.0)
-    for name in ("summary.md", "slices.csv", "exceptions.csv", "tuned.json", "curves.png",
-                 "tuned/wide.yaml", "tuned/wide_deep.yaml"):
+    for name in (
+        "summary.md",
+        "slices.csv",
+        "exceptions.csv",
+        "tuned.json",
+        "curves.png",
+        "tuned/wide.yaml",
+        "tuned/wide_deep.yaml",
+    ):
         assert (out / name).exists(), name
     text = (out / "summary.md").read_text()
     assert "## Primary comparison" in text and "bootstrap [" in text and "Holm" in text
     twice = results.filter(pl.col("arm") == "joint_2x")["max_epochs"][0]
     assert twice == 2 * cfg.trainer.max_epochs
-    params = {r["arm"]: r["params"] for r in results.iter_rows(named=True)
-              if r["wide_level"] != "-" or r["arm"] == "deep"}
+    params = {
+        r["arm"]: r["params"]
+        for r in results.iter_rows(named=True)
+        if r["wide_level"] != "-" or r["arm"] == "deep"
+    }
     assert params["ens_deep_deep"] == params["deep_k2"] == 2 * params["deep"]
     assert params["deep_k1"] == params["deep"]
     assert params["ens_joint_joint"] == 2 * params["joint"]
@@ -290,8 +325,12 @@ def _direct(frames: list[pl.DataFrame]) -> dict[str, dict[str, np.ndarray]]:
         assert rows[0]["row_id"].to_list() == rows[1]["row_id"].to_list()
         z = np.stack([r["logit"].to_numpy().astype(np.float64) for r in rows], 1)
         prob = (1 / (1 + np.exp(-z))).mean(1)
-        out[split] = {"label": rows[0]["label"].to_numpy(), "z": z,
-                      "ens_mean_prob": prob, "ens_mean_logit": z.mean(1)}
+        out[split] = {
+            "label": rows[0]["label"].to_numpy(),
+            "z": z,
+            "ens_mean_prob": prob,
+            "ens_mean_logit": z.mean(1),
+        }
     fit = LogisticRegression(penalty=None, tol=1e-10, max_iter=1000)
     fit.fit(out["valid_b"]["z"], out["valid_b"]["label"])
     for split in out:
@@ -310,8 +349,9 @@ def test_the_harness_choices_equal_a_direct_computation_from_the_saved_predictio
     from widedeep.experiment.comparisons import compare
     from widedeep.experiment.harness import measure
 
-    cfg = bench_cfg(tmp_path, *SMALL_BENCH, "bench.seeds=[0,1]", "bench.controls=[]",
-                    "bench.grid=main")
+    cfg = bench_cfg(
+        tmp_path, *SMALL_BENCH, "bench.seeds=[0,1]", "bench.controls=[]", "bench.grid=main"
+    )
     measured = measure(cfg)
     table = measured.table
     w, d = cfg.bench.main.wide, cfg.bench.main.deep
@@ -334,8 +374,10 @@ def test_the_harness_choices_equal_a_direct_computation_from_the_saved_predictio
             logged = measured.records[cell.members()[0]].metrics["test"]["auc"]  # torchmetrics
             assert logged == pytest.approx(direct, abs=1e-6), (arm, seed)
         ens = _direct(saved("ens_best", seed))
-        b_auc = {k: roc_auc_score(ens["valid_b"]["label"], ens["valid_b"][k])
-                 for k in ("ens_mean_prob", "ens_mean_logit", "ens_stack")}
+        b_auc = {
+            k: roc_auc_score(ens["valid_b"]["label"], ens["valid_b"][k])
+            for k in ("ens_mean_prob", "ens_mean_logit", "ens_stack")
+        }
         for k in b_auc:
             direct = roc_auc_score(ens["test"]["label"], ens["test"][k])
             assert row(k, seed)["test_auc"] == pytest.approx(direct, abs=1e-6), (k, seed)
@@ -362,11 +404,20 @@ def test_the_command_line_writes_under_its_output_directory_only(tmp_path):
 
     repo_results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     before = {p: p.stat().st_mtime_ns for p in repo_results.rglob("*") if p.is_file()}
-    args = [*TINY, *SMALL_BENCH, "bench.controls=[]", "hydra.run.dir=report", "bench.grid=main",
-            "bench.sweep.wide=[{name: l1_0, overrides: {optim.wide.l1: 0.0}}, {name: l1_1}]"]
+    args = [
+        *TINY,
+        *SMALL_BENCH,
+        "bench.controls=[]",
+        "hydra.run.dir=report",
+        "bench.grid=main",
+        "bench.sweep.wide=[{name: l1_0, overrides: {optim.wide.l1: 0.0}}, {name: l1_1}]",
+    ]
     result = subprocess.run(
         [sys.executable, "-m", "widedeep.cli.bench", *args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "report" / "summary.md").is_file()
@@ -385,8 +436,15 @@ def test_the_smallest_configuration_is_chosen_on_split_b_not_test():
     ]
     table = pl.DataFrame(
         [
-            {"arm": "joint", "wide_level": w, "deep_level": "d", "params": n, "nonzero_params": n,
-             "valid_b_auc": b, "test_auc": t}
+            {
+                "arm": "joint",
+                "wide_level": w,
+                "deep_level": "d",
+                "params": n,
+                "nonzero_params": n,
+                "valid_b_auc": b,
+                "test_auc": t,
+            }
             for w, n, b, t in rows
         ]
     )
@@ -423,8 +481,14 @@ def test_the_frontier_picks_the_fewest_cross_weights_within_tolerance_on_split_b
     ]
     table = pl.DataFrame(
         [
-            {"arm": arm, "wide_level": w, "deep_level": "d", "wide_cross_nonzero": n,
-             "valid_b_auc": b, "test_auc": t}
+            {
+                "arm": arm,
+                "wide_level": w,
+                "deep_level": "d",
+                "wide_cross_nonzero": n,
+                "valid_b_auc": b,
+                "test_auc": t,
+            }
             for arm in ("joint", "ens_best")
             for w, n, b, t in rows
         ]
@@ -441,9 +505,14 @@ def test_the_archive_resumes_a_study_in_a_fresh_store_without_retraining(tmp_pat
     from widedeep.experiment.harness import measure
     from widedeep.training import run as training_run
 
-    extra = [*SMALL_BENCH, "bench.tune.trials=2", "bench.tune.n_startup_trials=1",
-             "bench.grid=main", "bench.controls=[stagewise_deep_first]",
-             f"bench.archive={tmp_path}/archive"]
+    extra = [
+        *SMALL_BENCH,
+        "bench.tune.trials=2",
+        "bench.tune.n_startup_trials=1",
+        "bench.grid=main",
+        "bench.controls=[stagewise_deep_first]",
+        f"bench.archive={tmp_path}/archive",
+    ]
     first = measure(bench_cfg(tmp_path / "a", *extra))
     sealed = sorted((tmp_path / "archive" / "runs").iterdir())
     assert len(sealed) == len({r.path.name for r in first.records.values()})
@@ -462,7 +531,8 @@ def test_the_archive_resumes_a_study_in_a_fresh_store_without_retraining(tmp_pat
     assert all(r.sealed for r in again.records.values())
 
     stagewise = next(
-        run for run in sealed
+        run
+        for run in sealed
         if json.loads((run / "run.json").read_text())["document"]["config"]["model"]["frozen"]
     )
     import shutil

@@ -73,8 +73,10 @@ def cfg(tmp_path: Path) -> dict[str, Any]:
             "categorical": ["shop", "hour"],
             "discretize": ["visits"],
             "dense": ["price"],
-            "crosses": [{"fields": ["shop", "hour"]}, {"fields": ["shop", "visits"],
-                                                        "hashed": True, "num_buckets": 16}],
+            "crosses": [
+                {"fields": ["shop", "hour"]},
+                {"fields": ["shop", "visits"], "hashed": True, "num_buckets": 16},
+            ],
             "min_count": 2,
         },
         "keep_columns": ["score"],
@@ -248,8 +250,11 @@ def test_synthetic_extras_survive_the_cache(tmp_path) -> None:
         "cache": True,
         "cache_dir": str(tmp_path),
         "generator": {"n_rows": 3000, "n_users": 50, "n_items": 40, "n_exceptions": 20},
-        "features": {"categorical": ["user", "item"], "dense": ["price"],
-                     "crosses": [["user", "item"]]},
+        "features": {
+            "categorical": ["user", "item"],
+            "dense": ["price"],
+            "crosses": [["user", "item"]],
+        },
         "keep_columns": ["true_logit", "is_exception"],
     }
     built, cached = pipeline.load_data(cfg), pipeline.load_data(cfg)
@@ -303,8 +308,10 @@ def test_the_cache_is_keyed_by_the_code_that_builds_it(cfg, tmp_path, monkeypatc
     # A shared module (readers/_rows.py) edited, in a copy of the package the cache hashes.
     package = Path(cache.__file__).parents[1]
     copy = tmp_path / "package"
-    for name in {*cache.CODE, *(str(p.relative_to(package)) for p in
-                                (package / "data" / "readers").glob("*.py"))}:
+    for name in {
+        *cache.CODE,
+        *(str(p.relative_to(package)) for p in (package / "data" / "readers").glob("*.py")),
+    }:
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(package / name, copy / name)
     monkeypatch.setattr(cache, "__file__", str(copy / "data" / "cache.py"))

@@ -62,16 +62,28 @@ def test_one_line_per_validation_epoch_with_the_bar_on(tmp_path, caplog):
     # Two epochs, two lines: the sanity check and the final validate() of the best weights
     # print none.
     assert [line[0] for line in lines] == ["0", "1"]
-    assert all(wide_nonzero is not None and int(wide_nonzero.replace(",", "")) > 0
-               for *_, wide_nonzero, _ in lines)
+    assert all(
+        wide_nonzero is not None and int(wide_nonzero.replace(",", "")) > 0
+        for *_, wide_nonzero, _ in lines
+    )
 
 
 @pytest.mark.slow
 def test_a_redirected_run_prints_validation_lines_no_bar_and_no_noise(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "widedeep.cli.train", *TINY, "model=deep", "trainer.logger=csv",
-         f"hydra.run.dir={tmp_path}/run"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "widedeep.cli.train",
+            *TINY,
+            "model=deep",
+            "trainer.logger=csv",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     printed = result.stdout + result.stderr

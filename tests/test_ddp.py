@@ -137,8 +137,9 @@ def _free_port() -> int:
 def test_sparse_embedding_gradients_pass_through_ddp():
     """Plain DDP puts a FieldEmbedding's sparse gradient in a dense bucket and fails; the
     sparse-aware wrapper all-reduces it as sparse (a 1-process gloo group suffices)."""
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
-                            world_size=1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
+    )
     try:
         table = FieldEmbedding([10, 6], dim=3, sparse_min_rows=0)
         model = distributed.SparseAwareDDP(table)
@@ -226,8 +227,15 @@ def test_two_process_ddp_matches_one_process(tmp_path):
 
     # Only rank 0 wrote outputs; the one file of rank 1 is its Hydra job log.
     names = {p.name for p in run.iterdir()}
-    expected = {"config.yaml", "metrics.json", "predictions.parquet", "preprocessor",
-                "checkpoints", ".hydra", "train.log"}
+    expected = {
+        "config.yaml",
+        "metrics.json",
+        "predictions.parquet",
+        "preprocessor",
+        "checkpoints",
+        ".hydra",
+        "train.log",
+    }
     assert expected <= names and names - expected <= {"train_ddp_process_1.log"}
     assert not list(run.glob("**/.*.tmp"))
     print(f"2-process DDP test: {time.perf_counter() - started:.1f} s")

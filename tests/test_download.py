@@ -35,8 +35,14 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 def _toy(monkeypatch, *files: RemoteFile, automated: bool = True) -> None:
     """Register a test-only dataset 'toy' (the URLs are never used: base_url replaces them)."""
     source = Source(
-        title="toy", homepage="https://example.invalid/toy", files=files, automated=automated,
-        why="test", terms="test terms", provides="test", manual="put it in {root}/toy",
+        title="toy",
+        homepage="https://example.invalid/toy",
+        files=files,
+        automated=automated,
+        why="test",
+        terms="test terms",
+        provides="test",
+        manual="put it in {root}/toy",
     )
     monkeypatch.setitem(SOURCES, "toy", source)
 
@@ -69,8 +75,9 @@ def served(tmp_path):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=directory))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     # Bounded even if teardown never runs; long enough never to end a test on a busy machine,
     # and a daemon, so that a pending one does not hold up the interpreter's exit.
@@ -150,8 +157,10 @@ def test_refused_connection_names_dataset_url_and_cause(tmp_path, monkeypatch, r
     root = tmp_path / "root"
     with pytest.raises(DownloadError) as err:
         download_dataset("toy", root, base_url=refused_url, retries=0)
-    assert str(err.value) == (f"download toy: {refused_url}/data.csv: cannot connect "
-                              "(ConnectionRefusedError: [Errno 111] Connection refused)")
+    assert str(err.value) == (
+        f"download toy: {refused_url}/data.csv: cannot connect "
+        "(ConnectionRefusedError: [Errno 111] Connection refused)"
+    )
     assert not (root / "toy" / "data.csv").exists() and _leftovers(root) == []
 
 
@@ -182,8 +191,9 @@ def flaky():
     """A 127.0.0.1 server with a fresh `_Flaky` handler class (its counters per test)."""
     handler = type("Handler", (_Flaky,), {})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield handler, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -299,8 +309,7 @@ def test_tar_gz_is_unpacked_and_present_members_kept(tmp_path, monkeypatch):
     ],
     ids=["zip-absolute", "tar-dotdot", "tar-absolute", "tar-symlink"],
 )
-def test_unsafe_archive_members_are_refused_before_extraction(tmp_path, monkeypatch, kind,
-                                                              members):
+def test_unsafe_archive_members_are_refused_before_extraction(tmp_path, monkeypatch, kind, members):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     name = f"evil.{kind}"
@@ -339,11 +348,20 @@ def test_derived_files_are_built_checked_and_kept(tmp_path, monkeypatch):
     mirror.mkdir()
     (mirror / "data.libfm").write_bytes(PAYLOAD.replace(b"\n", b"\r\n"))
     lf = sources._lf("toy/data.libfm")
-    monkeypatch.setitem(SOURCES, "toy", Source(
-        title="toy", homepage="", files=(_file("toy/data.libfm"),), automated=True, why="",
-        terms="", provides="", derived=(Derived("toy/x1/data.libfm", lf, SHA),
-                                         Derived("toy/x1/unchecked.libfm", lf)),
-    ))
+    monkeypatch.setitem(
+        SOURCES,
+        "toy",
+        Source(
+            title="toy",
+            homepage="",
+            files=(_file("toy/data.libfm"),),
+            automated=True,
+            why="",
+            terms="",
+            provides="",
+            derived=(Derived("toy/x1/data.libfm", lf, SHA), Derived("toy/x1/unchecked.libfm", lf)),
+        ),
+    )
     root = tmp_path / "root"
     paths = download_dataset("toy", root, base_url=mirror.as_uri())
     assert paths[1:] == [root / "toy/x1/data.libfm", root / "toy/x1/unchecked.libfm"]
@@ -431,8 +449,9 @@ def test_movielens_text_files_convert_to_the_readers_parquet(tmp_path):
     folder.mkdir(parents=True)
     for table, name in (("data", "u.data"), ("items", "u.item"), ("users", "u.user")):
         frame = pl.read_parquet(shared / f"movielens100k/{table}.parquet")
-        text = frame.write_csv(separator="\t" if name == "u.data" else "|", include_header=False,
-                               quote_style="never")
+        text = frame.write_csv(
+            separator="\t" if name == "u.data" else "|", include_header=False, quote_style="never"
+        )
         (folder / name).write_bytes(text.encode("latin-1"))
         built = sources._movielens_parquet(name)(tmp_path)
         assert pl.read_parquet(io.BytesIO(built)).equals(frame), name

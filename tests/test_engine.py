@@ -111,7 +111,8 @@ def test_resume_restores_both_optimizers_exactly(tmp_path):
 def _wide_nonzero(checkpoint) -> int:
     """Non-zero wide weights counted from a checkpoint's tensors (not the module's count)."""
     return sum(
-        int(torch.count_nonzero(v)) for k, v in checkpoint["state_dict"].items()
+        int(torch.count_nonzero(v))
+        for k, v in checkpoint["state_dict"].items()
         if k.startswith("model.wide.")
     )
 

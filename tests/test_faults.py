@@ -160,8 +160,14 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
     trained = root / "resumed-batches.txt"
     resumed = subprocess.run(
-        [sys.executable, "-c", RECORDING_CLI, *RUN, f"hydra.run.dir={killed}",
-         f"resume_from={killed}/checkpoints/last.ckpt"],
+        [
+            sys.executable,
+            "-c",
+            RECORDING_CLI,
+            *RUN,
+            f"hydra.run.dir={killed}",
+            f"resume_from={killed}/checkpoints/last.ckpt",
+        ],
         cwd=root,
         env=_env(RECORD_BATCHES=str(trained)),
         capture_output=True,
@@ -196,8 +202,9 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(runs):
     # The resumed process started at the checkpoint (epoch 1, batch 5) and trained the rest of
     # that epoch only: had it ignored resume_from, it would have retrained both epochs from
     # scratch and (training being deterministic) still ended like the uninterrupted run.
-    trained = [tuple(map(int, line.split())) for line in runs["trained"].read_text().split("\n")
-               if line]
+    trained = [
+        tuple(map(int, line.split())) for line in runs["trained"].read_text().split("\n") if line
+    ]
     done = SAVED_AT - BATCHES_PER_EPOCH
     assert trained == [(1, b) for b in range(done, BATCHES_PER_EPOCH)]
     a = load_checkpoint(runs["full"] / "checkpoints/last.ckpt", "resume")
@@ -289,7 +296,9 @@ def test_an_infinite_loss_stops_training_at_its_step(schema):
     )
     rows = random_batch(schema, 96)
     data = ColumnarData(
-        dense=rows.dense, categorical=rows.categorical, crosses=rows.crosses,
+        dense=rows.dense,
+        categorical=rows.categorical,
+        crosses=rows.crosses,
         label=torch.zeros_like(rows.label),
         bags=[(v, torch.cat([o, torch.tensor([len(v)])])) for v, o in rows.bags],
     )
@@ -301,18 +310,26 @@ def test_an_infinite_loss_stops_training_at_its_step(schema):
                     pl_module.model.bias.fill_(math.inf)
 
     trainer = pl.Trainer(
-        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[Overflow()],
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Overflow()],
     )
     weights = [p.detach().clone() for p in module.model.deep.parameters()]
-    with pytest.raises(NonFiniteLossError, match=r"training loss is inf at step 1 \(epoch 0, "
-                       r"batch 1\)"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"training loss is inf at step 1 \(epoch 0, "
+        r"batch 1\)",
+    ):
         trainer.fit(module, train_dataloaders=BatchLoader(data, 32))
     # The step stopped before its backward pass: the deep tower's weights are those after the
     # first batch, all finite.
     assert all(torch.isfinite(p).all() for p in module.model.deep.parameters())
-    assert any(not torch.equal(a, b) for a, b in zip(weights, module.model.deep.parameters(),
-                                                      strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(weights, module.model.deep.parameters(), strict=True)
+    )
 
 
 # -- checkpoint safety (no training) -----------------------------------------------------------

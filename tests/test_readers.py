@@ -33,34 +33,114 @@ def _tab(*fields: str) -> str:
 
 # Criteo: label, I1..I13, C1..C26. Row 2 has an empty and a negative integer and an empty C2.
 _CATS = [f"{k:08x}" for k in range(0xA0, 0xA0 + 24)]
-CRITEO = "\n".join([
-    _tab("0", "1", "1", "5", "0", "1382", "4", "15", "2", "181", "1", "2", "", "2",
-         "68fd1e64", "80e26c9b", *_CATS),
-    _tab("1", "", "-1", "44", "1", "102", "8", "2", "2", "4", "1", "1", "", "4",
-         "68fd1e64", "", *_CATS),
-    _tab("0", "2", "0", "1", "14", "767", "89", "4", "2", "245", "1", "3", "3", "45",
-         "287e684f", "0a519c5c", *_CATS),
-    _tab("1", "", "893", "", "", "4392", "", "0", "0", "0", "", "0", "", "",
-         "68fd1e64", "2c16a946", *_CATS),
-]) + "\n"
+CRITEO = (
+    "\n".join(
+        [
+            _tab(
+                "0",
+                "1",
+                "1",
+                "5",
+                "0",
+                "1382",
+                "4",
+                "15",
+                "2",
+                "181",
+                "1",
+                "2",
+                "",
+                "2",
+                "68fd1e64",
+                "80e26c9b",
+                *_CATS,
+            ),
+            _tab(
+                "1",
+                "",
+                "-1",
+                "44",
+                "1",
+                "102",
+                "8",
+                "2",
+                "2",
+                "4",
+                "1",
+                "1",
+                "",
+                "4",
+                "68fd1e64",
+                "",
+                *_CATS,
+            ),
+            _tab(
+                "0",
+                "2",
+                "0",
+                "1",
+                "14",
+                "767",
+                "89",
+                "4",
+                "2",
+                "245",
+                "1",
+                "3",
+                "3",
+                "45",
+                "287e684f",
+                "0a519c5c",
+                *_CATS,
+            ),
+            _tab(
+                "1",
+                "",
+                "893",
+                "",
+                "",
+                "4392",
+                "",
+                "0",
+                "0",
+                "0",
+                "",
+                "0",
+                "",
+                "",
+                "68fd1e64",
+                "2c16a946",
+                *_CATS,
+            ),
+        ]
+    )
+    + "\n"
+)
 
 AVAZU_HEADER = (
     "id,click,hour,C1,banner_pos,site_id,site_domain,site_category,app_id,app_domain,"
     "app_category,device_id,device_ip,device_model,device_type,device_conn_type,"
     "C14,C15,C16,C17,C18,C19,C20,C21"
 )
-AVAZU = "\n".join([
-    AVAZU_HEADER,
-    "10000174058809263569,0,14102100,1005,0,1fbe01fe,f3845767,28905ebd,ecad2386,7801e8d9,"
-    "07d7df22,a99f214a,ddd2926e,44956a24,1,2,15706,320,50,1722,0,35,-1,79",
-    "10000720757801103869,1,14102123,1005,1,fe8cc448,9166c161,0569f928,ecad2386,7801e8d9,"
-    "07d7df22,a99f214a,05241af0,8a4875bd,1,0,18993,320,50,2161,0,35,-1,157",
-    "10001094637809798845,0,14102513,1002,0,84c7ba46,c4e18dd6,50e219e0,ecad2386,7801e8d9,"
-    "07d7df22,0f7c61dc,a4f5f8b6,711ee120,0,0,17037,320,50,1934,2,39,-1,16",
-]) + "\n"
+AVAZU = (
+    "\n".join(
+        [
+            AVAZU_HEADER,
+            "10000174058809263569,0,14102100,1005,0,1fbe01fe,f3845767,28905ebd,ecad2386,7801e8d9,"
+            "07d7df22,a99f214a,ddd2926e,44956a24,1,2,15706,320,50,1722,0,35,-1,79",
+            "10000720757801103869,1,14102123,1005,1,fe8cc448,9166c161,0569f928,ecad2386,7801e8d9,"
+            "07d7df22,a99f214a,05241af0,8a4875bd,1,0,18993,320,50,2161,0,35,-1,157",
+            "10001094637809798845,0,14102513,1002,0,84c7ba46,c4e18dd6,50e219e0,ecad2386,7801e8d9,"
+            "07d7df22,0f7c61dc,a4f5f8b6,711ee120,0,0,17037,320,50,1934,2,39,-1,16",
+        ]
+    )
+    + "\n"
+)
 
-FEATURE_MAP = "index\tfield\tvalue\n0\tuser\t0\n1\tuser\t1\n2\titem\t0\n3\titem\t1\n" \
+FEATURE_MAP = (
+    "index\tfield\tvalue\n0\tuser\t0\n1\tuser\t1\n2\titem\t0\n3\titem\t1\n"
     "4\tdaytime\tmorning\n5\tdaytime\tnight\n"
+)
 FRAPPE = {
     "frappe/x1/feature_map.tsv": FEATURE_MAP,
     # CRLF and -1 / 1 labels, as in the NFM files.
@@ -111,24 +191,55 @@ def write(root: Path, files: dict[str, str | bytes]) -> None:
 
 
 def write_movielens(root: Path, ratings: pl.DataFrame | None = None) -> None:
-    genres = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-              "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-              "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+    genres = [
+        "unknown",
+        "Action",
+        "Adventure",
+        "Animation",
+        "Children's",
+        "Comedy",
+        "Crime",
+        "Documentary",
+        "Drama",
+        "Fantasy",
+        "Film-Noir",
+        "Horror",
+        "Musical",
+        "Mystery",
+        "Romance",
+        "Sci-Fi",
+        "Thriller",
+        "War",
+        "Western",
+    ]
     flags = {g: [0, 0] for g in genres}
     flags["Comedy"], flags["Drama"], flags["unknown"] = [1, 0], [1, 0], [0, 1]
-    items = pl.DataFrame({
-        "movie_id": [1, 2], "movie_title": ["Toy Story (1995)", "unknown"],
-        "release_date": ["01-Jan-1995", None], **flags,
-    })
-    users = pl.DataFrame({
-        "user_id": [1, 2], "age": [24, 56], "gender": ["M", "F"],
-        "occupation": ["technician", "other"], "zip_code": ["85711", "T8H1N"],
-    })
+    items = pl.DataFrame(
+        {
+            "movie_id": [1, 2],
+            "movie_title": ["Toy Story (1995)", "unknown"],
+            "release_date": ["01-Jan-1995", None],
+            **flags,
+        }
+    )
+    users = pl.DataFrame(
+        {
+            "user_id": [1, 2],
+            "age": [24, 56],
+            "gender": ["M", "F"],
+            "occupation": ["technician", "other"],
+            "zip_code": ["85711", "T8H1N"],
+        }
+    )
     if ratings is None:
-        ratings = pl.DataFrame({
-            "user_id": [1, 1, 2], "movie_id": [1, 2, 1], "rating": [4, 3, 5],
-            "timestamp": [881250949, 891717742, 878887116],
-        })
+        ratings = pl.DataFrame(
+            {
+                "user_id": [1, 1, 2],
+                "movie_id": [1, 2, 1],
+                "rating": [4, 3, 5],
+                "timestamp": [881250949, 891717742, 878887116],
+            }
+        )
     (root / "movielens100k").mkdir(parents=True, exist_ok=True)
     for name, frame in (("data", ratings), ("items", items), ("users", users)):
         frame.write_parquet(root / "movielens100k" / f"{name}.parquet")
@@ -151,8 +262,11 @@ def test_criteo_fixture(tmp_path: Path) -> None:
     assert frame["I1"].to_list() == [1, None, 2, None]  # empty = missing
     assert frame["I2"][1] == -1 and frame["I2"].dtype == pl.Int64
     assert frame["C2"].to_list() == ["80e26c9b", None, "0a519c5c", "2c16a946"]
-    assert frame.columns == [*(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27)),
-                             "label"]
+    assert frame.columns == [
+        *(f"I{i}" for i in range(1, 14)),
+        *(f"C{i}" for i in range(1, 27)),
+        "label",
+    ]
 
 
 def test_label_goes_under_the_configured_name(tmp_path: Path) -> None:
@@ -180,8 +294,11 @@ def test_frappe_fixture(tmp_path: Path) -> None:
     assert {s: f.height for s, f in splits.items()} == {"train": 3, "valid": 2, "test": 1}
     train = splits["train"]
     assert train.columns == ["user", "item", "daytime", "label"]
-    assert train.rows() == [("0", "0", "morning", 1), ("0", "1", "night", 0),
-                            ("1", "1", "morning", 1)]
+    assert train.rows() == [
+        ("0", "0", "morning", 1),
+        ("0", "1", "night", 0),
+        ("1", "1", "morning", 1),
+    ]
     assert splits["valid"]["label"].to_list() == [0, 1]
 
 
@@ -229,8 +346,12 @@ def test_missing_file_names_the_path(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "content"),
-    [("criteo", ""), ("avazu", AVAZU_HEADER + "\n"), ("frappe", "\r\n"),
-     ("adult", "|1x3 Cross validator\n\n")],
+    [
+        ("criteo", ""),
+        ("avazu", AVAZU_HEADER + "\n"),
+        ("frappe", "\r\n"),
+        ("adult", "|1x3 Cross validator\n\n"),
+    ],
 )
 def test_empty_file(tmp_path: Path, name: str, content: str) -> None:
     write(tmp_path, {**TEXT_FIXTURES[name], MAIN_FILE[name]: content})
@@ -265,24 +386,44 @@ _EXTRA = CRITEO.split("\n")[2] + "\t"
 BAD_ROWS = {
     "criteo-fields": ("criteo", 3, _EXTRA, "41 fields, expected 40"),
     # A short line: polars' fast reader would fill the missing fields with nulls.
-    "criteo-short": ("criteo", 2, CRITEO.split("\n")[1].rsplit("\t", 1)[0],
-                     "39 fields, expected 40"),
-    "criteo-integer": ("criteo", 2, CRITEO.split("\n")[1].replace("\t44\t", "\tabc\t"),
-                       "field I3 is not an integer: 'abc'"),
+    "criteo-short": (
+        "criteo",
+        2,
+        CRITEO.split("\n")[1].rsplit("\t", 1)[0],
+        "39 fields, expected 40",
+    ),
+    "criteo-integer": (
+        "criteo",
+        2,
+        CRITEO.split("\n")[1].replace("\t44\t", "\tabc\t"),
+        "field I3 is not an integer: 'abc'",
+    ),
     "criteo-label": ("criteo", 4, "2" + CRITEO.split("\n")[3][1:], "label '2' is not one of"),
     "avazu-fields": ("avazu", 3, AVAZU.split("\n")[2] + ",x", "25 fields, expected 24"),
-    "avazu-hour": ("avazu", 2, AVAZU.split("\n")[1].replace("14102100", "1410210x"),
-                   "hour '1410210x' is not YYMMDDHH"),
-    "avazu-label": ("avazu", 4, AVAZU.split("\n")[3].replace(",0,", ",yes,", 1),
-                    "label 'yes' is not one of"),
+    "avazu-hour": (
+        "avazu",
+        2,
+        AVAZU.split("\n")[1].replace("14102100", "1410210x"),
+        "hour '1410210x' is not YYMMDDHH",
+    ),
+    "avazu-label": (
+        "avazu",
+        4,
+        AVAZU.split("\n")[3].replace(",0,", ",yes,", 1),
+        "label 'yes' is not one of",
+    ),
     "frappe-fields": ("frappe", 2, "-1 0:1 3:1\r", "3 fields, expected 4"),
     # Line 1 of a file without a header: nothing of it is shown (it may be any file).
     "frappe-integer": ("frappe", 1, "1 a:1 2:1 4:1\r", "line 1: token for user is not index:1"),
     "frappe-index": ("frappe", 3, "1 1:1 4:1 4:1\r", "index 4 is not a value of field item"),
     "frappe-label": ("frappe", 2, "2 0:1 3:1 5:1\r", "label '2' is not one of"),
     "adult-fields": ("adult", 2, _ADULT_ROWS[1].rsplit(",", 1)[0], "14 fields, expected 15"),
-    "adult-integer": ("adult", 3, _ADULT_ROWS[2].replace("17,", "x,", 1),
-                      "field age is not an integer: 'x'"),
+    "adult-integer": (
+        "adult",
+        3,
+        _ADULT_ROWS[2].replace("17,", "x,", 1),
+        "field age is not an integer: 'x'",
+    ),
     "adult-label": ("adult", 1, _ADULT_ROWS[0].replace("<=50K", "50K"), "line 1: label is not"),
 }
 
@@ -332,8 +473,9 @@ def test_every_row_skipped_is_an_error(tmp_path: Path) -> None:
 
 
 def test_bad_parquet_row(tmp_path: Path) -> None:
-    ratings = pl.DataFrame({"user_id": [1, 2, 1], "movie_id": [1, 1, 2], "rating": [4, 7, 1],
-                            "timestamp": [1, 2, 3]})
+    ratings = pl.DataFrame(
+        {"user_id": [1, 2, 1], "movie_id": [1, 1, 2], "rating": [4, 7, 1], "timestamp": [1, 2, 3]}
+    )
     write_movielens(tmp_path, ratings)
     with pytest.raises(BadInputError, match=r"data.parquet, row 2: rating 7 is not in 1..5"):
         READERS["movielens"](config("movielens", tmp_path), tmp_path)
@@ -376,25 +518,55 @@ def test_real_criteo_first_row() -> None:
     root = real_data("criteo/criteo_dac_train_first10k.txt")
     frame = READERS["criteo"](config("criteo", root), root)
     first = frame.row(0, named=True)
-    assert [first[f"I{i}"] for i in range(1, 14)] == [1, 1, 5, 0, 1382, 4, 15, 2, 181, 1, 2,
-                                                      None, 2]
+    assert [first[f"I{i}"] for i in range(1, 14)] == [
+        1,
+        1,
+        5,
+        0,
+        1382,
+        4,
+        15,
+        2,
+        181,
+        1,
+        2,
+        None,
+        2,
+    ]
     assert (first["C1"], first["C2"], first["label"]) == ("68fd1e64", "80e26c9b", 0)
 
 
 # name -> (files, rows per split, positives per split); "train+valid" sums the two.
 REAL = {
-    "criteo": (["criteo/criteo_dac_train_first10k.txt"],
-               {"train": 7000, "valid": 2000, "test": 1000}, {"all": 2182}),
-    "movielens": (["movielens100k/data.parquet", "movielens100k/items.parquet",
-                   "movielens100k/users.parquet"],
-                  {"train": 80000, "valid": 10000, "test": 10000}, {"all": 55375}),
-    "adult": (["adult/adult.data", "adult/adult.test"],
-              {"train": 29305, "valid": 3256, "test": 16281},
-              {"train+valid": 7841, "test": 3846}),
-    "frappe": (["frappe/x1/train.libfm", "frappe/x1/valid.libfm", "frappe/x1/test.libfm",
-                "frappe/x1/feature_map.tsv"],
-               {"train": 202027, "valid": 57722, "test": 28860},
-               {"train": 67604, "valid": 19063, "test": 9536}),
+    "criteo": (
+        ["criteo/criteo_dac_train_first10k.txt"],
+        {"train": 7000, "valid": 2000, "test": 1000},
+        {"all": 2182},
+    ),
+    "movielens": (
+        [
+            "movielens100k/data.parquet",
+            "movielens100k/items.parquet",
+            "movielens100k/users.parquet",
+        ],
+        {"train": 80000, "valid": 10000, "test": 10000},
+        {"all": 55375},
+    ),
+    "adult": (
+        ["adult/adult.data", "adult/adult.test"],
+        {"train": 29305, "valid": 3256, "test": 16281},
+        {"train+valid": 7841, "test": 3846},
+    ),
+    "frappe": (
+        [
+            "frappe/x1/train.libfm",
+            "frappe/x1/valid.libfm",
+            "frappe/x1/test.libfm",
+            "frappe/x1/feature_map.tsv",
+        ],
+        {"train": 202027, "valid": 57722, "test": 28860},
+        {"train": 67604, "valid": 19063, "test": 9536},
+    ),
 }
 
 
@@ -465,9 +637,13 @@ def test_unlabeled_file_reads_like_the_labelled_one_when_serving(tmp_path: Path,
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("criteo", "line 1: 39 fields, expected 40"), ("avazu", "line 1: header"),
-     ("frappe", "line 1: 3 fields, expected 4"), ("adult", "line 1: 14 fields, expected 15"),
-     ("movielens", "missing columns ['rating']")],
+    [
+        ("criteo", "line 1: 39 fields, expected 40"),
+        ("avazu", "line 1: header"),
+        ("frappe", "line 1: 3 fields, expected 4"),
+        ("adult", "line 1: 14 fields, expected 15"),
+        ("movielens", "missing columns ['rating']"),
+    ],
 )
 def test_unlabeled_file_is_an_error_for_training(tmp_path: Path, name: str, message: str) -> None:
     path = write_served(tmp_path, name, False)
@@ -499,9 +675,27 @@ def test_unknown_labels_mode(tmp_path: Path) -> None:
         READERS["criteo"](config("criteo", tmp_path), tmp_path, labels="maybe")
 
 
-GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-          "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-          "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+GENRES = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 
 def test_real_movielens_genre_bags_equal_a_plain_python_gather(tmp_path, monkeypatch) -> None:

@@ -140,8 +140,16 @@ def test_sparse_adam_takes_the_options_of_its_dense_parameters_adam():
     (the throughput benchmark's fused rows): the key check must let them through."""
     from widedeep.training.run import validate
 
-    validate(compose_config(["optim=adam", "optim.wide.name=sparse_adam",
-                             "+optim.wide.fused=true", "model.wide.sparse_min_rows=0"]))
+    validate(
+        compose_config(
+            [
+                "optim=adam",
+                "optim.wide.name=sparse_adam",
+                "+optim.wide.fused=true",
+                "model.wide.sparse_min_rows=0",
+            ]
+        )
+    )
 
 
 def _app(module: str, argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
@@ -181,8 +189,12 @@ def test_train_refuses_a_mistake_in_one_line_with_exit_code_2(argv, monkeypatch,
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "module, app", [("widedeep.cli.train", "train"), ("widedeep.cli.bench", "bench"),
-                    ("widedeep.cli.tune", "tune")]
+    "module, app",
+    [
+        ("widedeep.cli.train", "train"),
+        ("widedeep.cli.bench", "bench"),
+        ("widedeep.cli.tune", "tune"),
+    ],
 )
 def test_help_is_short_and_lists_the_groups_and_their_options(module, app, monkeypatch, capsys):
     code, out, _ = _app(module, ["--help"], monkeypatch, capsys)
@@ -203,9 +215,15 @@ def test_summary_has_real_help_and_tells_an_lr_sweep_apart(tmp_path, capsys):
     assert main(["--help"]) == 0
     assert "RUNS_DIR" in capsys.readouterr().out
     metrics = {
-        "dataset": "synthetic", "kind": "wide", "seed": 0, "epochs": 2, "best_epoch": 1,
-        "val": {"auc": 0.7, "logloss": 0.5}, "test": {"auc": 0.71, "logloss": 0.49},
-        "params": {"total": 10, "wide": 10, "deep": 0, "wide_nonzero": 4}, "wall_time_s": 1.0,
+        "dataset": "synthetic",
+        "kind": "wide",
+        "seed": 0,
+        "epochs": 2,
+        "best_epoch": 1,
+        "val": {"auc": 0.7, "logloss": 0.5},
+        "test": {"auc": 0.71, "logloss": 0.49},
+        "params": {"total": 10, "wide": 10, "deep": 0, "wide_nonzero": 4},
+        "wall_time_s": 1.0,
     }
     for n, lr in enumerate(("0.1", "0.01")):
         run = tmp_path / f"{n}_optim.wide.lr={lr}"
@@ -228,8 +246,13 @@ def test_data_info_and_training_name_a_constant_field(tmp_path, capsys, caplog):
     one_user = ["data.generator.n_rows=3000", "data.generator.n_users=1"]
     assert main(["info", *one_user]) == 0
     assert "constant (one value on every training row" in capsys.readouterr().out
-    tiny = [*one_user, "trainer.max_epochs=1", "trainer.progress_bar=false",
-            "trainer.logger=none", "model=wide"]
+    tiny = [
+        *one_user,
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        "trainer.logger=none",
+        "model=wide",
+    ]
     with caplog.at_level("WARNING", logger="widedeep"):
         train(compose_config(tiny, output_dir=str(tmp_path)))
     assert any("constant" in r.message and "user" in r.message for r in caplog.records)

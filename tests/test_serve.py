@@ -82,11 +82,39 @@ def adult_rows(n: int, seed: int, dot: str = "") -> list[str]:
     return rows
 
 
-FRAPPE_FIELDS = ("user", "item", "daytime", "weekday", "isweekend", "homework", "cost",
-                 "weather", "country", "city")
-ML_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-             "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-             "Romance", "Sci-Fi", "Thriller", "War", "Western")
+FRAPPE_FIELDS = (
+    "user",
+    "item",
+    "daytime",
+    "weekday",
+    "isweekend",
+    "homework",
+    "cost",
+    "weather",
+    "country",
+    "city",
+)
+ML_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 
 
 def write_frappe(root: Path, seed: int = 0) -> None:
@@ -111,9 +139,11 @@ def write_frappe(root: Path, seed: int = 0) -> None:
 def avazu_lines(n: int, seed: int = 0) -> list[str]:
     """Avazu train.csv rows (with the header): ids, YYMMDDHH hours, small vocabularies."""
     rng = np.random.default_rng(seed)
-    header = ("id,click,hour,C1,banner_pos,site_id,site_domain,site_category,app_id,app_domain,"
-              "app_category,device_id,device_ip,device_model,device_type,device_conn_type,"
-              "C14,C15,C16,C17,C18,C19,C20,C21")
+    header = (
+        "id,click,hour,C1,banner_pos,site_id,site_domain,site_category,app_id,app_domain,"
+        "app_category,device_id,device_ip,device_model,device_type,device_conn_type,"
+        "C14,C15,C16,C17,C18,C19,C20,C21"
+    )
     lines = [header]
     for k in range(n):
         cats = [f"{j:02x}{rng.integers(0, 4):06x}" for j in range(21)]
@@ -130,17 +160,28 @@ def write_movielens(root: Path, n: int = 600, seed: int = 0) -> None:
     folder.mkdir(parents=True)
     flags = rng.random((30, len(ML_GENRES))) < 0.2
     pl.DataFrame(
-        {"movie_id": range(1, 31), "release_date": [f"01-Jan-{1950 + k}" for k in range(30)],
-         **{g: flags[:, j].astype(int) for j, g in enumerate(ML_GENRES)}}
+        {
+            "movie_id": range(1, 31),
+            "release_date": [f"01-Jan-{1950 + k}" for k in range(30)],
+            **{g: flags[:, j].astype(int) for j, g in enumerate(ML_GENRES)},
+        }
     ).write_parquet(folder / "items.parquet")
     pl.DataFrame(
-        {"user_id": range(1, 41), "age": rng.integers(15, 70, 40),
-         "gender": rng.choice(["M", "F"], 40), "occupation": rng.choice(["a", "b", "c"], 40),
-         "zip_code": [f"{rng.integers(0, 99999):05d}" for _ in range(40)]}
+        {
+            "user_id": range(1, 41),
+            "age": rng.integers(15, 70, 40),
+            "gender": rng.choice(["M", "F"], 40),
+            "occupation": rng.choice(["a", "b", "c"], 40),
+            "zip_code": [f"{rng.integers(0, 99999):05d}" for _ in range(40)],
+        }
     ).write_parquet(folder / "users.parquet")
     pl.DataFrame(
-        {"user_id": rng.integers(1, 41, n), "movie_id": rng.integers(1, 31, n),
-         "rating": rng.integers(1, 6, n), "timestamp": 880_000_000 + np.arange(n) * 60}
+        {
+            "user_id": rng.integers(1, 41, n),
+            "movie_id": rng.integers(1, 31, n),
+            "rating": rng.integers(1, 6, n),
+            "timestamp": 880_000_000 + np.arange(n) * 60,
+        }
     ).write_parquet(folder / "data.parquet")
 
 
@@ -183,8 +224,9 @@ def _train(name: str, root: Path) -> tuple[Path, Path]:
         cfg = compose_config(["data=movielens", f"data.root={root}", *FAST], output_dir=str(run))
         ratings = pl.read_parquet(root / "movielens100k" / "data.parquet")
         test = root / "test.parquet"  # served rows: ratings (users and items joined from root)
-        ratings.filter(split_assignment(ratings, dict(cfg.data)) == SPLITS.index("test")
-                       ).write_parquet(test)
+        ratings.filter(
+            split_assignment(ratings, dict(cfg.data)) == SPLITS.index("test")
+        ).write_parquet(test)
     else:
         cfg = compose_config(["data.generator.n_rows=3000", *FAST], output_dir=str(run))
         raw = generate(SyntheticConfig(**cfg.data.generator))
@@ -222,8 +264,14 @@ def assert_same_scores(got: pl.DataFrame, want: pl.DataFrame) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "suffix"),
-    [("criteo", ".parquet"), ("adult", ".csv"), ("synthetic", ".parquet"), ("frappe", ".csv"),
-     ("avazu", ".parquet"), ("movielens", ".csv")],
+    [
+        ("criteo", ".parquet"),
+        ("adult", ".csv"),
+        ("synthetic", ".parquet"),
+        ("frappe", ".csv"),
+        ("avazu", ".parquet"),
+        ("movielens", ".csv"),
+    ],
 )
 def test_scores_on_raw_test_rows_equal_training_predictions(runs, tmp_path, name, suffix):
     run, test = runs(name)
@@ -396,9 +444,7 @@ def test_unlabeled_real_criteo_rows_score_as_labelled(runs, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("first", ["unlabeled", "labelled"])
-def test_criteo_mix_of_39_and_40_fields_names_the_line(
-    runs, tmp_path, capsys, monkeypatch, first
-):
+def test_criteo_mix_of_39_and_40_fields_names_the_line(runs, tmp_path, capsys, monkeypatch, first):
     monkeypatch.delenv("WIDEDEEP_DEBUG", raising=False)
     run, test = runs("criteo")
     lines = test.read_text().splitlines()

@@ -55,8 +55,17 @@ def _split(tmp_path: Path, n: int = 1000, parts: int = 3, row_group: int = 64):
 
 
 def _rank(files, rank: int, world: int, workers: int, batch: int = 48, **kw) -> StreamDataset:
-    return StreamDataset(files, SCHEMA, batch, shuffle_buffer=200, seed=3, rank=rank,
-                         world_size=world, num_workers=workers, **kw)
+    return StreamDataset(
+        files,
+        SCHEMA,
+        batch,
+        shuffle_buffer=200,
+        seed=3,
+        rank=rank,
+        world_size=world,
+        num_workers=workers,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize(("world", "workers"), [(1, 0), (2, 1), (3, 2), (2, 3)])
@@ -68,7 +77,8 @@ def test_shards_are_disjoint_complete_and_equal(tmp_path, world, workers):
         dataset = _rank(files, rank, world, workers)
         dataset.set_epoch(2)
         batches = [
-            b for w in range(max(1, workers))
+            b
+            for w in range(max(1, workers))
             for b in dataset.consumer_batches(rank * max(1, workers) + w)
         ]
         counts.add(len(batches))
@@ -154,8 +164,10 @@ def test_the_shuffle_buffer_is_bounded():
     def blocks():
         for start in range(0, 1000, 10):
             yield Batch(
-                dense=torch.zeros(10, 0), categorical=torch.zeros(10, 0, dtype=torch.long),
-                crosses=torch.zeros(10, 0, dtype=torch.long), label=torch.zeros(10),
+                dense=torch.zeros(10, 0),
+                categorical=torch.zeros(10, 0, dtype=torch.long),
+                crosses=torch.zeros(10, 0, dtype=torch.long),
+                label=torch.zeros(10),
                 row_id=torch.arange(start, start + 10),
             )
 
@@ -212,12 +224,18 @@ def test_training_on_the_stream_matches_the_in_memory_loader(tmp_path):
         "trainer.shuffle_buffer=4096",  # < the 16,000 train rows: a bounded shuffle
     ]
     seen = {"m": _TrainLoader(), "s": _TrainLoader()}
-    memory = train(compose_config([*base, "trainer.loader=memory"], str(tmp_path / "m")),
-                   extra_callbacks=[seen["m"]])
-    stream = train(compose_config([*base, "trainer.loader=stream"], str(tmp_path / "s")),
-                   extra_callbacks=[seen["s"]])
-    print(f"test AUC: memory {memory['test']['auc']:.4f}, stream {stream['test']['auc']:.4f}; "
-          f"val AUC: memory {memory['val']['auc']:.4f}, stream {stream['val']['auc']:.4f}")
+    memory = train(
+        compose_config([*base, "trainer.loader=memory"], str(tmp_path / "m")),
+        extra_callbacks=[seen["m"]],
+    )
+    stream = train(
+        compose_config([*base, "trainer.loader=stream"], str(tmp_path / "s")),
+        extra_callbacks=[seen["s"]],
+    )
+    print(
+        f"test AUC: memory {memory['test']['auc']:.4f}, stream {stream['test']['auc']:.4f}; "
+        f"val AUC: memory {memory['val']['auc']:.4f}, stream {stream['val']['auc']:.4f}"
+    )
     # The stream really trained: its loader, and another batch order than the in-memory one.
     assert (seen["m"].kind, seen["s"].kind) == ("BatchLoader", "StreamLoader")
     assert seen["s"].first_rows != seen["m"].first_rows

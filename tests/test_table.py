@@ -32,16 +32,20 @@ def ratings(n: int = 600, seed: int = 0) -> pl.DataFrame:
     user, item = rng.integers(0, 20, n), rng.integers(0, 15, n)
     likes = (user < 10) == (item % 2 == 0)
     good = rng.random(n) < np.where(likes, 0.85, 0.15)
-    tags = ["|".join(rng.choice(["new", "sale", "gift"], rng.integers(0, 3), replace=False))
-            for _ in range(n)]
-    return pl.DataFrame({
-        "user": [f"u{u}" for u in user],
-        "item": [f"i{i}" for i in item],
-        "price": rng.gamma(2.0, 5.0, n).round(2),
-        "tags": tags,
-        "rating": np.where(good, rng.integers(4, 6, n), rng.integers(1, 4, n)),
-        "time": 1_700_000_000 + np.arange(n) * 60,
-    })
+    tags = [
+        "|".join(rng.choice(["new", "sale", "gift"], rng.integers(0, 3), replace=False))
+        for _ in range(n)
+    ]
+    return pl.DataFrame(
+        {
+            "user": [f"u{u}" for u in user],
+            "item": [f"i{i}" for i in item],
+            "price": rng.gamma(2.0, 5.0, n).round(2),
+            "tags": tags,
+            "rating": np.where(good, rng.integers(4, 6, n), rng.integers(1, 4, n)),
+            "time": 1_700_000_000 + np.arange(n) * 60,
+        }
+    )
 
 
 def config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
@@ -49,8 +53,12 @@ def config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / "table.yaml"))
     cfg["root"] = str(tmp_path)
     cfg["label"] |= {"column": "rating", "threshold": 4}
-    cfg["features"] |= {"categorical": ["user", "item"], "dense": ["price"], "bags": ["tags"],
-                        "crosses": [["user", "item"]]}
+    cfg["features"] |= {
+        "categorical": ["user", "item"],
+        "dense": ["price"],
+        "bags": ["tags"],
+        "crosses": [["user", "item"]],
+    }
     return {**cfg, **overrides}
 
 
@@ -65,8 +73,7 @@ def test_a_csv_becomes_the_declared_columns_with_the_label_threshold(tmp_path):
     assert sorted(out.columns) == ["item", "label", "price", "tags", "user"]  # no extra, rating
     assert out["label"].to_list() == (frame["rating"] >= 4).cast(pl.Int8).to_list()
     assert out["tags"].dtype == pl.List(pl.String)
-    assert out["tags"].to_list()[:5] == [[t for t in s.split("|") if t]
-                                         for s in frame["tags"][:5]]
+    assert out["tags"].to_list()[:5] == [[t for t in s.split("|") if t] for s in frame["tags"][:5]]
     assert out["price"].to_list() == frame["price"].to_list()
 
 
@@ -78,8 +85,11 @@ def test_csv_parquet_ndjson_and_headerless_tsv_read_the_same(tmp_path):
     frame.write_csv(tmp_path / "r.tsv", separator="\t", include_header=False)
     read = READERS["table"]
     base = read(config(tmp_path, files="r.csv"), tmp_path)
-    for name, extra in [("r.parquet", {}), ("r.ndjson", {}),
-                        ("r.tsv", {"header": False, "columns": frame.columns})]:
+    for name, extra in [
+        ("r.parquet", {}),
+        ("r.ndjson", {}),
+        ("r.tsv", {"header": False, "columns": frame.columns}),
+    ]:
         other = read(config(tmp_path, files=[name], **extra), tmp_path)
         assert other.equals(base), name
 
@@ -103,8 +113,11 @@ def test_a_glob_and_a_list_of_files_are_one_table_and_key_the_cache(tmp_path):
 
 def test_label_positive_values_and_a_binary_label(tmp_path):
     frame = ratings(40).with_columns(
-        kind=pl.when(pl.col("rating") == 5).then(pl.lit("buy"))
-        .when(pl.col("rating") == 4).then(pl.lit("click")).otherwise(pl.lit("view")),
+        kind=pl.when(pl.col("rating") == 5)
+        .then(pl.lit("buy"))
+        .when(pl.col("rating") == 4)
+        .then(pl.lit("click"))
+        .otherwise(pl.lit("view")),
         clicked=(pl.col("rating") >= 4),
     )
     frame.write_parquet(tmp_path / "r.parquet")
@@ -151,8 +164,11 @@ def test_bad_rows_name_file_and_line_or_are_skipped_and_counted(tmp_path):
     lines[3] = lines[3].replace(lines[3].split(",")[2], "cheap", 1)  # price on line 4
     (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
     cfg = config(tmp_path, files=["r.csv"])
-    with pytest.raises(BadInputError, match=r"r.csv, line 4: field price is not a number: "
-                                            r"'cheap'.*on_bad_rows=skip"):
+    with pytest.raises(
+        BadInputError,
+        match=r"r.csv, line 4: field price is not a number: "
+        r"'cheap'.*on_bad_rows=skip",
+    ):
         READERS["table"](cfg, tmp_path)
     with collect_bad_rows() as bad:
         out = READERS["table"]({**cfg, "on_bad_rows": "skip"}, tmp_path)
@@ -161,8 +177,11 @@ def test_bad_rows_name_file_and_line_or_are_skipped_and_counted(tmp_path):
 
 def test_a_missing_column_or_separator_is_named(tmp_path):
     ratings(5).write_csv(tmp_path / "r.csv", separator=";")
-    with pytest.raises(BadInputError, match=r"no column \['user', 'item'.*line 1 looks like a "
-                                            r"header: 6 fields separated by ';'"):
+    with pytest.raises(
+        BadInputError,
+        match=r"no column \['user', 'item'.*line 1 looks like a "
+        r"header: 6 fields separated by ';'",
+    ):
         READERS["table"](config(tmp_path, files=["r.csv"]), tmp_path)
     ratings(5).write_csv(tmp_path / "ok.csv")
     cfg = config(tmp_path, files=["ok.csv"])
@@ -187,7 +206,6 @@ def test_scoring_reads_new_rows_without_the_label(tmp_path):
 # -- Criteo: the DeepCTR CSV layout and what the error says when a file is neither -------------
 
 
-
 def _criteo(root: Path, name: str) -> pl.DataFrame:
     return READERS["criteo"]({"files": {"train": name}, "on_bad_rows": "error"}, root)
 
@@ -195,15 +213,20 @@ def _criteo(root: Path, name: str) -> pl.DataFrame:
 def _deepctr_and_tsv(tmp_path: Path) -> tuple[str, str]:
     """Three Criteo rows as DeepCTR writes them (a header, commas, counts as ``260.0``) and as
     DAC TSV."""
-    ints = [["", "3", "260", "", "17668", "", "", "33", "", "", "", "0", ""],
-            ["0", "-1", "19", "35", "30251", "247", "1", "35", "160", "0", "1", "", "35"],
-            ["2", "0", "2", "12", "", "", "0", "", "4", "", "0", "0", ""]]
+    ints = [
+        ["", "3", "260", "", "17668", "", "", "33", "", "", "", "0", ""],
+        ["0", "-1", "19", "35", "30251", "247", "1", "35", "160", "0", "1", "", "35"],
+        ["2", "0", "2", "12", "", "", "0", "", "4", "", "0", "0", ""],
+    ]
     cats = [f"{k:08x}" for k in range(26)]
     cats[20] = ""
     lines = [[str(k % 2), *i, *cats] for k, i in enumerate(ints)]
     names = ["label", *(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27))]
-    floats = [[f, *(v + ".0" if v else v for v in i), *c]
-              for f, *rest in lines for i, c in [(rest[:13], rest[13:])]]
+    floats = [
+        [f, *(v + ".0" if v else v for v in i), *c]
+        for f, *rest in lines
+        for i, c in [(rest[:13], rest[13:])]
+    ]
     csv = "\n".join(",".join(r) for r in [names, *floats]) + "\n"
     tsv = "\n".join("\t".join(r) for r in lines) + "\n"
     return csv, tsv
@@ -243,8 +266,11 @@ def test_a_file_in_another_format_says_what_it_looks_like_not_to_skip(tmp_path):
         _criteo(tmp_path, "semi.csv")
     message = str(err.value)
     assert "on_bad_rows=skip" not in message
-    assert re.search(r"line 1: 1 fields, expected 40 separated by '\\t'.*every line.*line 1 "
-                     r"looks like a header: 40 fields separated by ';'", message), message
+    assert re.search(
+        r"line 1: 1 fields, expected 40 separated by '\\t'.*every line.*line 1 "
+        r"looks like a header: 40 fields separated by ';'",
+        message,
+    ), message
     assert "label;I1" not in message  # nothing of a file in another format is shown
     # One bad line among good ones still suggests skipping it.
     (tmp_path / "one.csv").write_text(csv.replace("260.0", "x"))
@@ -267,11 +293,21 @@ def test_the_readme_table_example_runs_as_written(tmp_path):
     ratings(30, seed=1).drop("rating").write_csv(tmp_path / "new_ratings.csv")
     block = _readme_block("## Your own data")
     bin_dir = str(Path(sys.executable).parent)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "WIDEDEEP_CACHE_DIR": str(tmp_path / "cache"),
-           "PYTHONPATH": str(README.parent), "HOME": str(tmp_path)}
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "WIDEDEEP_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": str(README.parent),
+        "HOME": str(tmp_path),
+    }
     assert shutil.which("widedeep-train", path=env["PATH"])
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "user_x_item" in result.stdout  # widedeep-data info's field table
     scores = pl.read_csv(tmp_path / "scores.csv")

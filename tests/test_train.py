@@ -101,8 +101,11 @@ def test_train_writes_every_output(tmp_path):
             parts = model.parts(**test.take(torch.tensor([i])).inputs())
             row = saved_test.filter(pl.col("row_id") == i).row(0, named=True)
             assert row["label"] == int(test.label[i])
-            for name, value in (("wide_logit", parts.wide), ("deep_logit", parts.deep),
-                                ("logit", parts.logit)):
+            for name, value in (
+                ("wide_logit", parts.wide),
+                ("deep_logit", parts.deep),
+                ("logit", parts.logit),
+            ):
                 assert row[name] == pytest.approx(float(value), abs=1e-5), (i, name)
 
 

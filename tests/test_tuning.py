@@ -49,8 +49,12 @@ def test_every_spec_type_draws_in_range_and_lists_round_trip():
     for _ in range(30):
         values = suggest(study.ask(), SPACE)
         assert list(values) == [
-            "optim.wide.l1", "model.deep.dropout", "model.deep.embedding_dim",
-            "data.batch_size", "model.deep.activation", "model.deep.hidden",
+            "optim.wide.l1",
+            "model.deep.dropout",
+            "model.deep.embedding_dim",
+            "data.batch_size",
+            "model.deep.activation",
+            "model.deep.hidden",
         ]
         assert 1e-4 <= values["optim.wide.l1"] <= 0.1
         assert round(values["model.deep.dropout"] * 10, 6).is_integer()
@@ -94,7 +98,9 @@ def test_hydra_values_parse_back():
         assert parsed == value, (value, hydra_value(value))
 
 
-STUDY_SCRIPT = OBJECTIVE + """
+STUDY_SCRIPT = (
+    OBJECTIVE
+    + """
 import os, sys
 from widedeep.experiment.tuning import sqlite_url, tune
 
@@ -111,13 +117,16 @@ def dying(params, trial):
 
 tune("s", SPACE, dying, trials=4, storage=sqlite_url(db), seed=7, n_startup_trials=2)
 """
+)
 
 
 def run_study(db: Path, kill_at: int = 0) -> int:
     script = f"SPACE = {SPACE!r}\n" + STUDY_SCRIPT
     done = subprocess.run(
         [sys.executable, "-c", script, str(db), str(kill_at)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode in (0, 17), done.stderr[-3000:]
     return done.returncode
@@ -233,7 +242,10 @@ def tune_command(out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return subprocess.run(
         [sys.executable, "-m", "widedeep.cli.tune", *extra, f"hydra.run.dir={out}"],
-        capture_output=True, text=True, timeout=600, env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
 
 
@@ -241,8 +253,10 @@ def tune_command(out: Path, *extra: str) -> subprocess.CompletedProcess:
 def test_widedeep_tune_reports_a_bad_space_in_one_line(tmp_path):
     done = tune_command(tmp_path, "tune.space.deep.optim.deep.lr.low=0")
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith(
-        "widedeep-tune: error: search space optim.deep.lr: log=true needs low > 0"
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("widedeep-tune: error: search space optim.deep.lr: log=true needs low > 0")
     )
 
 
@@ -259,9 +273,7 @@ def test_widedeep_tune_writes_a_best_setting_whose_command_composes(tmp_path):
     best = yaml.safe_load((tmp_path / "best.yaml").read_text())
     assert best["command"].startswith("widedeep-train ") and best["command"] in done.stdout
     assert "++optim.deep.embedding_l2=" in best["command"]  # a key optim/paper.yaml lacks
-    assert set(best["params"]) == {
-        "optim.deep.lr", "optim.deep.embedding_l2", "model.deep.dropout"
-    }
+    assert set(best["params"]) == {"optim.deep.lr", "optim.deep.embedding_l2", "model.deep.dropout"}
     # The command retrains exactly the best trial's config.
     rerun = compose_config(best["overrides"], output_dir="x")
     trial = OmegaConf.load(tmp_path / "trials" / str(best["trial"]) / "config.yaml")
@@ -294,12 +306,19 @@ def test_widedeep_train_sweeps_with_hydra_optuna_and_maximises_validation_auc(tm
     import sys
 
     args = [
-        "-m", "experiment=optuna_sweep", "hydra.sweeper.n_trials=3", "data.generator.n_rows=3000",
-        "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}/sweep",
+        "-m",
+        "experiment=optuna_sweep",
+        "hydra.sweeper.n_trials=3",
+        "data.generator.n_rows=3000",
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={tmp_path}/sweep",
     ]
     result = subprocess.run(
         [sys.executable, "-m", "widedeep.cli.train", *args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
