@@ -101,10 +101,31 @@ def test_profile_covers_the_last_warmup_steps_only():
     assert "aten::mm" in ops
     mm = next(p for p in clock.profile if p["op"] == "aten::mm")
     assert mm["calls_per_step"] == 1  # two profiled steps, one matmul each
+    assert clock.profile[0]["steps"] in (1, 2)  # a step slower by half than the other is out
     quiet = measure.StepClock(0.0, 10, 60, warmup=4, profile_steps=0)
     for _ in range(6):
         quiet.step_done()
     assert quiet.profile == []
+
+
+def test_a_profiled_step_cut_by_a_pause_is_left_out():
+    import time
+
+    import torch
+
+    measure = _part("measure")
+    assert [w for w, _ in measure.unpaused([(0.10, "a"), (1.2, "b"), (0.12, "c")])] == [0.10, 0.12]
+    clock = measure.StepClock(0.0, 10, 80, warmup=5, profile_steps=3)
+    a = torch.randn(256, 256)
+    for step in range(1, 8):
+        for _ in range(20):
+            a @ a
+        if step == 4:  # a profiled step, stopped for a turn as --interleave does
+            time.sleep(1.0)
+        clock.step_done()
+    # The paused step (a second against milliseconds) is out; of the other two, one may be
+    # too, on a loaded machine (the filter keeps steps within 1.5x of the fastest).
+    assert clock.profile[0]["steps"] in (1, 2)
 
 
 def _row(name: str, system: str, train: float, infer: float, of_ceiling: float = 0.6) -> dict:

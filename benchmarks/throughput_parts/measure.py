@@ -63,21 +63,32 @@ class StepClock:
             self.first_step_at = self.ends[-1]
 
     def _profile_turn(self, done: int) -> None:
-        """Start the profiler after step ``warmup - profile_steps``, stop it after the last
-        warm-up step (``done``: steps finished with this one)."""
+        """Profile each of the last ``profile_steps`` warm-up steps on its own (``done``: steps
+        finished with this one), then keep the steps no pause cut through: under
+        ``--interleave`` the parent stops the process between turns, and a stopped op's self
+        time absorbs the whole pause (seconds for a ~100 ms step)."""
         if self.profile_steps <= 0:
             return
         start = max(1, self.warmup - self.profile_steps)
-        if done == start and start < self.warmup:
-            import torch
+        if not start <= done <= self.warmup or start >= self.warmup:
+            return
+        import torch
 
-            cpu = torch.profiler.ProfilerActivity.CPU
-            self._profiler = torch.profiler.profile(activities=[cpu])
+        running = getattr(self, "_profiler", None)
+        if running is not None:
+            running.stop()
+            self._profiled.append((time.monotonic() - self._profiled_from, running))
+        if done < self.warmup:
+            self._profiler = torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU]
+            )
+            self._profiled_from = time.monotonic()
             self._profiler.start()
-        elif done == self.warmup and getattr(self, "_profiler", None) is not None:
-            self._profiler.stop()
-            self.profile = top_ops(self._profiler, self.warmup - start)
+            if done == start:
+                self._profiled = []
+        else:
             self._profiler = None
+            self.profile = top_ops([p for _, p in unpaused(self._profiled)])
 
     def size(self, step: int) -> int:
         return max(0, min(self.batch_size, self.rows - step * self.batch_size))
@@ -147,18 +158,31 @@ def synchronizer(device: str) -> Callable[[], None]:
     return torch.cuda.synchronize
 
 
-def top_ops(profiler: Any, steps: int, top: int = 12) -> list[dict[str, Any]]:
-    """The ops with the most self CPU time in a finished profile, per step."""
-    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
+def unpaused(steps: list[tuple[float, Any]], slack: float = 1.5) -> list[tuple[float, Any]]:
+    """The profiled steps whose wall time is within ``slack`` of the fastest: a step the parent
+    paused the process in took a turn longer (a second or more)."""
+    fastest = min(wall for wall, _ in steps)
+    return [(wall, p) for wall, p in steps if wall <= slack * fastest]
+
+
+def top_ops(profilers: list[Any], top: int = 12) -> list[dict[str, Any]]:
+    """The ops with the most self CPU time over finished one-step profiles, per step."""
+    self_us: dict[str, float] = {}
+    calls: dict[str, int] = {}
+    for profiler in profilers:
+        for e in profiler.key_averages():
+            self_us[e.key] = self_us.get(e.key, 0.0) + e.self_cpu_time_total
+            calls[e.key] = calls.get(e.key, 0) + e.count
+    total, steps = sum(self_us.values()) or 1.0, len(profilers)
     return [
         {
-            "op": e.key,
-            "self_ms_per_step": e.self_cpu_time_total / 1e3 / steps,
-            "share": e.self_cpu_time_total / total,
-            "calls_per_step": e.count / steps,
+            "op": op,
+            "self_ms_per_step": us / 1e3 / steps,
+            "share": us / total,
+            "calls_per_step": calls[op] / steps,
+            "steps": steps,
         }
-        for e in events[:top]
+        for op, us in sorted(self_us.items(), key=lambda kv: kv[1], reverse=True)[:top]
     ]
 
 

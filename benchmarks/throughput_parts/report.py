@@ -273,9 +273,17 @@ def profile_lines(results: list[dict[str, Any]], steps: int, top: int = 8) -> li
     rows = [r for r in results if r.get("profile")]
     if not rows:
         return []
-    out = ["", f"## Profiles (torch.profiler, {steps} warm-up steps, top ops by self CPU time)"]
+    out = [
+        "",
+        f"## Profiles (torch.profiler, {steps} warm-up steps, top ops by self CPU time)",
+        "",
+        "Each warm-up step is profiled on its own; steps slower by half than the fastest (cut by "
+        "an --interleave pause, whose stopped time an op would absorb) are left out.",
+    ]
     for r in rows:
-        out += ["", f"{r['row']}:", "", "| op | self ms/step | share | calls/step |"]
+        kept = r["profile"][0].get("steps")
+        of = f" ({kept} of {steps} steps)" if kept is not None else ""
+        out += ["", f"{r['row']}{of}:", "", "| op | self ms/step | share | calls/step |"]
         out.append("|---|---|---|---|")
         out += [
             f"| `{p['op']}` | {p['self_ms_per_step']:.2f} | {p['share']:.0%} | "
