@@ -329,3 +329,30 @@ def test_widedeep_train_sweeps_with_hydra_optuna_and_maximises_validation_auc(tm
     assert reported == pytest.approx(best)  # the sweeper maximised validation AUC
     optimization = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
     assert "optim.wide.lr" in optimization
+
+
+@pytest.mark.parametrize("kind", ["NonFiniteLossError", "DivergedLossError"])
+def test_a_diverged_trial_is_pruned_and_the_study_goes_on(kind):
+    """A sampled learning rate that diverges (NaN, or the trainer.divergence rule) is a bad
+    trial: pruned, never the best; the next trials still run."""
+    import optuna
+
+    from widedeep.experiment.tuning_runs import trial_score
+    from widedeep.training import module
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", 0.0, 1.0)
+
+        def train_run(callbacks):
+            if trial.number == 1:
+                raise getattr(module, kind)(f"training loss diverged at lr {lr}")
+            return {"val": {"auc": 0.5 + lr / 10}}
+
+        return trial_score(train_run, trial)
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(objective, n_trials=3)
+    states = [t.state for t in study.trials]
+    done, pruned = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+    assert states == [done, pruned, done]
+    assert study.best_trial.number != 1

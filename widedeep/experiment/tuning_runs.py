@@ -61,13 +61,14 @@ def trial_score(
     by default; the test split is never looked at to choose)."""
     import optuna
 
-    from widedeep.training.module import NonFiniteLossError
+    from widedeep.training.module import DivergedLossError, NonFiniteLossError
     from widedeep.training.pruning import PruningCallback
 
     try:
         metrics = train_run([PruningCallback(trial, f"val/{monitor}")])
-    except NonFiniteLossError as err:
-        # A diverged setting is a bad trial, not a broken study: it counts, never wins.
+    except (NonFiniteLossError, DivergedLossError) as err:
+        # A diverged setting (a NaN loss, or one far above the constant predictor's: the
+        # trainer.divergence rule) is a bad trial, not a broken study: it counts, never wins.
         raise optuna.TrialPruned(f"diverged: {err}") from None
     val = metrics["val"]
     return val["auc"] - val["logloss"] if monitor == "auc_minus_logloss" else val["auc"]
