@@ -36,6 +36,15 @@ def schema() -> Schema:
 NO_REAL_DATA = "real data not found"
 
 
+# MovieLens 100K's genre columns of u.item, in file order (its README): the fixtures write them
+# and the genre-bag tests read them, independently of the reader's own list.
+ML_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+
 def data_root() -> Path:
     """Where the real files are: $WIDEDEEP_DATA_DIR, else ./data (the readers' own default)."""
     return Path(os.environ.get("WIDEDEEP_DATA_DIR") or "data")

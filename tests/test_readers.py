@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import real_data
+from conftest import ML_GENRES, real_data
 from omegaconf import OmegaConf
 
 from widedeep.core.schema import OOV_ID, PADDING_ID
@@ -191,27 +191,7 @@ def write(root: Path, files: dict[str, str | bytes]) -> None:
 
 
 def write_movielens(root: Path, ratings: pl.DataFrame | None = None) -> None:
-    genres = [
-        "unknown",
-        "Action",
-        "Adventure",
-        "Animation",
-        "Children's",
-        "Comedy",
-        "Crime",
-        "Documentary",
-        "Drama",
-        "Fantasy",
-        "Film-Noir",
-        "Horror",
-        "Musical",
-        "Mystery",
-        "Romance",
-        "Sci-Fi",
-        "Thriller",
-        "War",
-        "Western",
-    ]
+    genres = ML_GENRES
     flags = {g: [0, 0] for g in genres}
     flags["Comedy"], flags["Drama"], flags["unknown"] = [1, 0], [1, 0], [0, 1]
     items = pl.DataFrame(
@@ -675,27 +655,6 @@ def test_unknown_labels_mode(tmp_path: Path) -> None:
         READERS["criteo"](config("criteo", tmp_path), tmp_path, labels="maybe")
 
 
-GENRES = [
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-]
 
 
 def test_real_movielens_genre_bags_equal_a_plain_python_gather(tmp_path, monkeypatch) -> None:
@@ -708,7 +667,7 @@ def test_real_movielens_genre_bags_equal_a_plain_python_gather(tmp_path, monkeyp
     monkeypatch.setenv("WIDEDEEP_CACHE_DIR", str(tmp_path))
     data = load_data(config("movielens", root, cache=False))
     items = pl.read_parquet(root / "movielens100k/items.parquet")
-    flags = {row["movie_id"]: [g for g in GENRES if row[g] == 1] for row in items.to_dicts()}
+    flags = {row["movie_id"]: [g for g in ML_GENRES if row[g] == 1] for row in items.to_dicts()}
     vocabs = data.preprocessor.vocabs
     movie_of = dict(enumerate(vocabs["movie_id"].table["value"].to_list(), start=2))
     genre_id = {g: i for i, g in enumerate(vocabs["genres"].table["value"].to_list(), start=2)}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import real_data
+from conftest import ML_GENRES, real_data
 
 from widedeep.cli.config import compose_config
 from widedeep.cli.predict import main
@@ -93,27 +93,6 @@ FRAPPE_FIELDS = (
     "weather",
     "country",
     "city",
-)
-ML_GENRES = (
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
 )
 
 
