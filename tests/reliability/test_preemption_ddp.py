@@ -1,10 +1,13 @@
 """SIGTERM to a 2-process DDP run (gloo, CPU): every rank stops at the same batch, last.ckpt is
 saved, the job exits 143 instead of hanging, and the run resumes from the file (issue 17,
 docs/faults.md "Preemption: SIGTERM and SLURM"). Lightning's own handler broadcasts inside the
-signal handler and deadlocks against the backward's all-reduce (`DistributedSigterm`)."""
+signal handler and deadlocks against the backward's all-reduce, and its loops stop a rank on its
+own flag: a signal to one rank only (or one rank's signal a batch late, under load) left the
+others training while it saved (`DistributedSigterm`)."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -41,8 +44,22 @@ def _epochs(log: Path) -> list[int]:
     return [int(m.group(1)) for m in EPOCH_LINE.finditer(log.read_text())]
 
 
+def _rank_1(proc: subprocess.Popen) -> int:
+    """The pid of the rank-1 process Lightning launched from ``proc``."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        for pid in children:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"train_ddp_process_1" in cmdline:
+                return int(pid)
+        time.sleep(0.2)
+    pytest.fail("no rank-1 process found")
+
+
 @pytest.mark.slow
-def test_sigterm_under_ddp_stops_every_rank_saves_and_resumes(tmp_path):
+@pytest.mark.parametrize("target", ["launcher", "rank_1_only"])
+def test_sigterm_under_ddp_stops_every_rank_saves_and_resumes(tmp_path, target):
     run, log = tmp_path / "run", tmp_path / "run.log"
     proc = _start([*DDP, "trainer.max_epochs=1000", f"hydra.run.dir={run}"], tmp_path, log)
     try:
@@ -52,7 +69,10 @@ def test_sigterm_under_ddp_stops_every_rank_saves_and_resumes(tmp_path):
                 pytest.fail(f"the run ended before the signal:\n{log.read_text()[-3000:]}")
             assert time.monotonic() < deadline, "the run never reached its second epoch"
             time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)  # to the launching process, rank 0, as a scheduler
+        if target == "launcher":  # rank 0, as a scheduler signals the job step
+            proc.send_signal(signal.SIGTERM)
+        else:  # one rank alone: the others learn of it from the ranks' all-reduce
+            os.kill(_rank_1(proc), signal.SIGTERM)
         try:
             code = proc.wait(timeout=HANG_GUARD)
         except subprocess.TimeoutExpired:

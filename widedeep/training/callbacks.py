@@ -79,14 +79,19 @@ class LatestCheckpoint(ModelCheckpoint):
 
 
 class DistributedSigterm(pl.Callback):
-    """SIGTERM under DDP without a deadlock.
+    """SIGTERM under DDP without a deadlock: every rank stops after the same batch.
 
-    Lightning's SIGTERM handler (2.6) broadcasts from inside the signal handler: rank 0 then
-    waits in a broadcast that the other ranks, in the middle of the backward's all-reduce,
-    never join, and the job hangs until SIGKILL. This handler only notes the signal (and
-    forwards it to the ranks Lightning launched, as Lightning does); the training loop already
-    broadcasts rank 0's flag at the start of every batch, so all ranks stop at the same batch.
+    Lightning's SIGTERM handler (2.6) broadcasts from inside the signal handler, so rank 0
+    waits in a broadcast the other ranks (in the backward's all-reduce) never join; and its
+    loops raise on a rank's own flag at the end of a batch, so a rank whose signal came a batch
+    earlier than another's goes to save (a barrier) while the other trains on (an all-reduce).
+    Here the handler only notes the signal (and forwards it to the ranks Lightning launched, as
+    Lightning does); at the start of every training batch the ranks all-reduce their notes, and
+    only then is Lightning's flag set, on every rank at once: all stop at the end of that batch.
     """
+
+    def __init__(self) -> None:
+        self.noticed = False
 
     def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._install(trainer)
@@ -94,10 +99,23 @@ class DistributedSigterm(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._install(trainer)
 
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int
+    ) -> None:
+        if trainer.world_size == 1:
+            return
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([int(self.noticed)], device=trainer.strategy.root_device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # every rank, every batch: matched
+        if flag.item():
+            trainer._signal_connector.received_sigterm = True  # noqa: SLF001
+
     def _install(self, trainer: pl.Trainer) -> None:
         if trainer.world_size == 1 or getattr(signal.getsignal(signal.SIGTERM), "_quiet", False):
             return
-        connector = trainer._signal_connector  # noqa: SLF001 - the flag the loop reads
+        connector = trainer._signal_connector  # noqa: SLF001 - the flag the loops read
         lightnings = type(connector)._sigterm_notifier_fn
         previous = signal.getsignal(signal.SIGTERM)
         # Keep every other handler of Lightning's composition (SLURM's, the user's).
@@ -108,10 +126,10 @@ class DistributedSigterm(pl.Callback):
         ]
 
         def notice(signum: int, frame: Any) -> None:
-            log.info("rank %d: received SIGTERM: stopping after this batch", trainer.global_rank)
-            if not connector.received_sigterm and trainer.strategy.launcher is not None:
+            log.info("rank %d: received SIGTERM: stopping after a batch", trainer.global_rank)
+            if not self.noticed and trainer.strategy.launcher is not None:
                 trainer.strategy.launcher.kill(signum)
-            connector.received_sigterm = True
+            self.noticed = True
             for handler in others:
                 handler(signum, frame)
 
