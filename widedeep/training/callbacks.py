@@ -87,7 +87,8 @@ class DistributedSigterm(pl.Callback):
     earlier than another's goes to save (a barrier) while the other trains on (an all-reduce).
     Here the handler only notes the signal (and forwards it to the ranks Lightning launched, as
     Lightning does); at the start of every training batch the ranks all-reduce their notes, and
-    only then is Lightning's flag set, on every rank at once: all stop at the end of that batch.
+    only then is Lightning's flag set, on every rank at once: all stop at the end of that batch
+    (or, on an epoch's last batch, of the next epoch's first, so that the epoch is validated).
     """
 
     def __init__(self) -> None:
@@ -109,7 +110,11 @@ class DistributedSigterm(pl.Callback):
 
         flag = torch.tensor([int(self.noticed)], device=trainer.strategy.root_device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # every rank, every batch: matched
-        if flag.item():
+        # Not on an epoch's last batch: stopped at its end, the epoch would never be validated
+        # (a resumed run skips the validation of an epoch saved at its last batch); the next
+        # epoch's first batch stops instead, after the validation.
+        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if flag.item() and not last:
             trainer._signal_connector.received_sigterm = True  # noqa: SLF001
 
     def _install(self, trainer: pl.Trainer) -> None:
