@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
+from test_bench import bench_cfg
 
 from widedeep.experiment.plan import (
     NONE,
@@ -19,7 +19,6 @@ from widedeep.experiment.plan import (
 from widedeep.experiment.runs import NEW_MODEL_KEYS, key_document
 from widedeep.training.run import validate
 
-TINY = ["data.generator.n_rows=3000", "trainer.max_epochs=2", "trainer.progress_bar=false"]
 BENCH = {
     "seeds": [0, 1],
     "main": {"wide": "a", "deep": "x"},
@@ -27,20 +26,6 @@ BENCH = {
     "sweep": {"wide": [{"name": "a"}, {"name": "b"}], "deep": [{"name": "x"}, {"name": "y"}]},
     "controls": ["ens_deep_deep", "joint_2x", "stagewise_deep_first"],
 }
-
-
-def bench_cfg(tmp_path, *overrides: str):
-    with initialize_config_module(config_module="widedeep.conf", version_base="1.3"):
-        return compose(
-            config_name="bench",
-            overrides=[
-                *TINY,
-                f"bench.store={tmp_path}/store",
-                f"bench.out={tmp_path}/out",
-                "output_dir=unused",
-                *overrides,
-            ],
-        )
 
 
 def test_objectives_are_opt_in_and_run_in_every_joint_cell():
