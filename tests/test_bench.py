@@ -297,6 +297,19 @@ def test_the_protocol_end_to_end_and_test_labels_change_no_choice(tmp_path, monk
     again = measure(cfg)
     assert again.table.height == results.height
     assert _choices(again) == _choices(measure(cfg))
+    # bench.tune.fixed: no trials, every kind at the tuned/ folder's settings: the same
+    # training configs as the tuned run (the same run keys), nothing retrained.
+    fixed = bench_cfg(
+        tmp_path / "a", *SMALL_BENCH, "bench.k_members=2", "bench.tune.trials=0",
+        f"bench.tune.fixed={out}/tuned",
+    )
+    at_fixed = measure(fixed)
+    per_model = {k: v for k, v in again.tuned.items() if k[1] == "per_model"}
+    assert at_fixed.tuned == per_model
+    assert "ens_best_equal_total" not in set(at_fixed.table["arm"])  # no budget to halve
+    for arm in expected - {"ens_best_equal_total"}:
+        keys = at_fixed.table.filter(pl.col("arm") == arm)["run_keys"].to_list()
+        assert keys == results.filter(pl.col("arm") == arm)["run_keys"].to_list(), arm
 
     # Shuffled test labels, everything else the same, a fresh store: no choice changes.
     real = pipeline.load_data
@@ -542,3 +555,20 @@ def test_the_archive_resumes_a_study_in_a_fresh_store_without_retraining(tmp_pat
     retrained = sorted(p.name for p in (tmp_path / "c" / "store" / "runs").iterdir())
     assert len(retrained) == 2 and stagewise.name in retrained  # the frozen tower, then it
     assert third.table.select(compared).equals(first.table.select(compared))
+
+
+def test_fixed_tuning_reads_every_kind_and_names_a_missing_file(tmp_path):
+    from widedeep.experiment.harness import fixed_kinds
+    from widedeep.experiment.tuning import Best, write_best
+
+    for i, name in enumerate(("wide", "deep", "wide_deep", "joint_aux")):
+        write_best(tmp_path / f"{name}.yaml", Best(number=i, value=0.5, params={"x": i}))
+    tuned = fixed_kinds(tmp_path, ["joint_aux"])
+    assert tuned == {
+        ("wide", "per_model"): {"x": 0},
+        ("deep", "per_model"): {"x": 1},
+        ("wide_deep", "per_model"): {"x": 2},
+        ("wide_deep", "aux"): {"x": 3},
+    }
+    with pytest.raises(ValueError, match="joint_warm.yaml is missing"):
+        fixed_kinds(tmp_path, ["joint_warm"])

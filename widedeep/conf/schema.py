@@ -337,6 +337,7 @@ class BenchTune:
     pruner: str = MISSING
     storage: str | None = MISSING
     space: dict[str, Any] = MISSING
+    fixed: str | None = None
 
 
 @dataclass

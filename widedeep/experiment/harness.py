@@ -177,6 +177,25 @@ def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[s
     return tuned
 
 
+def fixed_kinds(folder: Path, objectives: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every kind at the setting another bench run tuned (``bench.tune.fixed``: that run's
+    ``tuned/`` folder of `write_best` files), with no trials of its own: the phase diagram's
+    cells all train at one cell's tuned values. There is no equal-total reading then."""
+    import yaml
+
+    tuned: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in ("wide", "deep", "wide_deep", *objectives):
+        path = folder / f"{name}.yaml"
+        if not path.is_file():
+            raise ValueError(f"bench.tune.fixed: {path} is missing (a bench run's tuned/ folder)")
+        params = (yaml.safe_load(path.read_text()) or {}).get("params")
+        if not isinstance(params, dict):
+            raise ValueError(f"bench.tune.fixed: {path} has no params mapping")
+        kind = "wide_deep" if name in OBJECTIVES else name
+        tuned[(kind, OBJECTIVES.get(name, "per_model"))] = params
+    return tuned
+
+
 def _tune_objective(
     cfg: DictConfig,
     store: RunStore,
@@ -250,7 +269,12 @@ def measure(cfg: DictConfig) -> Measured:
     check_plan(cfg, cells)
     archive = Path(b.archive) / "runs" if b.get("archive") else None
     store = RunStore(Path(b.store) / "runs", reuse=bool(b.get("reuse", True)), archive=archive)
-    tuned = tune_kinds(cfg, store) if (b.get("tune") or {}).get("trials", 0) else {}
+    t = b.get("tune") or {}
+    tuned = (
+        tune_kinds(cfg, store) if t.get("trials", 0)
+        else fixed_kinds(Path(t.fixed), list(b.get("objectives") or ())) if t.get("fixed")
+        else {}
+    )
     records = train_all(cfg, cells, store, tuned)
     log.info("bench: %s", store.summary())
     measured = collect(cfg.data.name, cells, records, int(b.get("k_members", 0)))

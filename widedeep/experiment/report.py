@@ -57,6 +57,8 @@ def _protocol(cfg: Any, measured: Measured) -> list[str]:
         "pruning on validation AUC): equal trials per trained model; the equal-total reading "
         f"(each ensemble member {trials // 2} trials) is the arm ens_best_equal_total"
         if trials
+        else f"no tuning here: every kind at the settings tuned in {tune.get('fixed')}"
+        if tune.get("fixed")
         else "no tuning: every kind at the config's settings"
     )
     versions = json.loads(t["versions"][0])
