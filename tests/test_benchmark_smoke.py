@@ -306,3 +306,19 @@ def test_own_rows_run_and_report(tmp_path):
     # The same model everywhere: widedeep and the plain module have the same parameter count.
     assert results["widedeep-adam"]["params"] == results["handwritten-adam"]["params"]
     assert any(t["target"].startswith("widedeep-adam >=") for t in report["targets"])
+
+
+def test_a_row_that_crashed_is_reported_with_how_it_ended(tmp_path):
+    """A row killed by a signal leaves no traceback: its table row names the signal, not just
+    the log's last line (on the Xeon, deepctr-torch's log ended in profiler chatter)."""
+    rounds, report, spec = load_part("rounds"), load_part("report"), load_part("spec")
+    log = tmp_path / "row.log"
+    log.write_text("Train on 100 samples\nprofiler_stop\n")
+    proc = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), 9)"])
+    proc.wait()
+    row_spec = spec.RowSpec(name="peer", system="deepctr-torch", optimizer="Adam")
+    row = rounds.Launched(row_spec, proc, tmp_path / "none.json", log, resumed=None)
+    out = rounds.finish(row, others_cpu_share=0.0, load_before=0.0)
+    assert out["exit"] == "killed by SIGKILL"
+    assert report.table_row(out).startswith("| peer | failed (killed by SIGKILL): profiler_stop |")
+    assert rounds.exit_status(3) == "exit 3"

@@ -208,8 +208,11 @@ def test_a_failed_attempt_is_retried(flaky, tmp_path, monkeypatch):
     with pytest.raises(DownloadError, match="HTTP 503"):
         download_dataset("toy", root, base_url=base, retries=0)
     handler.failures_left = 1
+    waits: list[float] = []  # pooch waits a second before a retry: recorded, not slept
+    monkeypatch.setattr(pooch.core.time, "sleep", waits.append)
     assert download_dataset("toy", root, base_url=base, retries=1)[0].read_bytes() == PAYLOAD
     assert handler.failures_left == 0 and _leftovers(root) == []
+    assert waits == [1]
 
 
 def test_a_transfer_cut_short_leaves_the_target_alone(flaky, tmp_path, monkeypatch):

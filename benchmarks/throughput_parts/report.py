@@ -146,8 +146,9 @@ def _fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
 
 def table_row(r: dict[str, Any]) -> str:
     if "error" in r:
-        first = r["error"].splitlines()[-1] if r["error"] else "failed"
-        return f"| {r['row']} | failed: {first[:80]} |" + " |" * 8
+        last = r["error"].splitlines()[-1] if r["error"] else ""
+        how = f" ({r['exit']})" if "exit" in r else ""
+        return f"| {r['row']} | failed{how}: {last[:80]} |" + " |" * 8
     b = r["train"].get("breakdown_ms_per_step")
     if b:
         outside = f"{b['outside']:.1f} ms ({b['outside_share']:.0%})"

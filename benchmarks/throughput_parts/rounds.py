@@ -93,6 +93,19 @@ def run_slice(row: Launched, seconds: float | None) -> bool:
     return done
 
 
+def exit_status(returncode: int | None) -> str:
+    """How a row's process ended, in words: a crash (a signal) leaves no traceback in its log,
+    whose last lines are then only what the process happened to print before it."""
+    if returncode is not None and returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    if returncode == 0:
+        return "exit 0 without a result file"
+    return f"exit {returncode}"
+
+
 def finish(row: Launched, others_cpu_share: float, load_before: float) -> dict[str, Any]:
     """The row's result, summarized over the time it ran; or its error and its log's end."""
     spec = row.spec
@@ -102,6 +115,7 @@ def finish(row: Launched, others_cpu_share: float, load_before: float) -> dict[s
             "row": spec.name,
             "system": spec.system,
             "error": "\n".join(tail),
+            "exit": exit_status(row.proc.returncode),
             "log": str(row.log),
         }
     out = json.loads(row.result.read_text())
