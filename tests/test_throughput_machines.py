@@ -108,6 +108,64 @@ def test_profile_covers_the_last_warmup_steps_only():
     assert quiet.profile == []
 
 
+def test_a_peer_row_never_starts_the_profiler_inside_its_optimizer_step(monkeypatch):
+    """A peer's steps end in an optimizer step hook, inside torch's "Optimizer.step" profiler
+    range; starting or stopping torch.profiler there crashed every peer row (SIGSEGV). Its
+    profile turns come from a forward pre-hook instead, and all in the warm-up steps."""
+    import torch
+
+    measure, peer_rows = _part("measure"), _part("peer_rows")
+    in_step, turns = [False], []
+
+    class Recorder(torch.profiler.profile):
+        def start(self):
+            turns.append(("start", in_step[0], len(clock.ends)))
+            super().start()
+
+        def stop(self):
+            turns.append(("stop", in_step[0], len(clock.ends)))
+            super().stop()
+
+    monkeypatch.setattr(torch.profiler, "profile", Recorder)
+    clock = measure.StepClock(0.0, 8, 80, warmup=6, profile_steps=3)
+
+    class Row:  # a peer's own loop: the clock only sees its optimizer hook
+        def __init__(self, *_):
+            self.model, self.num_params = torch.nn.Linear(4, 1), 5
+            self.opt = torch.optim.Adam(self.model.parameters())
+            self.opt.register_step_pre_hook(lambda *_: in_step.__setitem__(0, True))
+
+        def train(self, rows, on_step):
+            def post(*_):
+                on_step()
+                in_step[0] = False
+
+            self.opt.register_step_post_hook(post)
+            for _ in range(rows // 8):
+                self.model(torch.randn(8, 4)).sum().backward()
+                self.opt.step()
+
+        def predict(self, rows):
+            self.model(torch.randn(rows, 4))
+
+    spec, real_import = _part("spec"), importlib.import_module
+    monkeypatch.setattr(
+        importlib,
+        "import_module",
+        lambda name: (
+            type("M", (), {"Row": Row}) if name.startswith("_peers.") else real_import(name)
+        ),
+    )
+    settings = spec.Settings(batch_size=8, eval_batch_size=8, infer_rows=16, warmup=6)
+    peer_rows.run_peer(
+        spec.RowSpec("peer", "deepctr-torch", "Adam"), {"label": [0] * 80}, settings, clock
+    )
+    assert len(clock.ends) == 10 and turns
+    assert not any(inside for _, inside, _ in turns)  # never inside the optimizer step
+    assert max(done for _, _, done in turns) < clock.warmup  # the timed steps are unprofiled
+    assert clock.profile and clock.profile[0]["steps"] in (1, 2, 3)
+
+
 def test_a_profiled_step_cut_by_a_pause_is_left_out():
     import time
 

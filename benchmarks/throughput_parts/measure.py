@@ -54,23 +54,40 @@ class StepClock:
     profile_steps: int = 0
     profile: list[dict[str, Any]] = field(default_factory=list)
     row_info: dict[str, Any] = field(default_factory=dict)  # a row's own figures (compiling)
+    # The peers call step_done from an optimizer step hook, which torch runs inside the
+    # profiler range "Optimizer.step#...": starting or stopping torch.profiler there corrupted
+    # the heap (SIGSEGV, "free(): invalid next size": every peer row, on both CPUs). Their
+    # profile turns are taken at the start of the next step instead (step_starting).
+    defer_profile: bool = False
+    _turned_at: int = -1
 
     def step_done(self, inside: tuple[float, float, float] | None = None) -> None:
-        self._profile_turn(len(self.ends) + 1)  # before the clock: its cost is not timed
+        if not self.defer_profile:
+            self._profile_turn(len(self.ends) + 1, self.warmup)  # before the clock: not timed
         self.ends.append(time.monotonic())
         self.inside.append(inside)
         if self.first_step_at is None:
             self.first_step_at = self.ends[-1]
 
-    def _profile_turn(self, done: int) -> None:
-        """Profile each of the last ``profile_steps`` warm-up steps on its own (``done``: steps
-        finished with this one), then keep the steps no pause cut through: under
+    def step_starting(self) -> None:
+        """A deferred row's profile turn, from a forward pre-hook (called once per module: the
+        first call after a step takes the turn). The profiled steps end one step earlier, so
+        that the last turn, which stops the profiler and reads it, falls in the last warm-up
+        step, outside the timing."""
+        done = len(self.ends)
+        if done != self._turned_at:
+            self._turned_at = done
+            self._profile_turn(done, self.warmup - 1)
+
+    def _profile_turn(self, done: int, last: int) -> None:
+        """Profile each of the ``profile_steps`` warm-up steps up to step ``last`` on its own
+        (``done``: steps finished so far), then keep the steps no pause cut through: under
         ``--interleave`` the parent stops the process between turns, and a stopped op's self
         time absorbs the whole pause (seconds for a ~100 ms step)."""
         if self.profile_steps <= 0:
             return
-        start = max(1, self.warmup - self.profile_steps)
-        if not start <= done <= self.warmup or start >= self.warmup:
+        start = max(1, last - self.profile_steps)
+        if not start <= done <= last or start >= last:
             return
         import torch
 
@@ -78,7 +95,7 @@ class StepClock:
         if running is not None:
             running.stop()
             self._profiled.append((time.monotonic() - self._profiled_from, running))
-        if done < self.warmup:
+        if done < last:
             self._profiler = torch.profiler.profile(
                 activities=[torch.profiler.ProfilerActivity.CPU]
             )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .data import cardinalities
 from .measure import StepClock, time_inference
@@ -27,7 +28,14 @@ def run_peer(
     (benchmarks/_peers)."""
     module = importlib.import_module(f"_peers.{ROW_MODULES[spec.system]}")
     row = module.Row(data, cardinalities(), asdict(s))
-    row.train(clock.rows, clock.step_done)
+    clock.defer_profile = True
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda _module, _args: clock.step_starting()
+    )
+    try:
+        row.train(clock.rows, clock.step_done)
+    finally:
+        hook.remove()
     rows = s.infer_rows or len(data["label"])
     return time_inference(row.predict, rows, s.eval_batch_size, s.infer_passes), row.num_params
 
