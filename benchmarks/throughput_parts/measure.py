@@ -69,8 +69,13 @@ class StepClock:
         time absorbs the whole pause (seconds for a ~100 ms step)."""
         if self.profile_steps <= 0:
             return
-        start = max(1, self.warmup - self.profile_steps)
-        if not start <= done <= self.warmup or start >= self.warmup:
+        # The warm-up the summary will leave out, from the steps the row is sure to take (a
+        # compiled loop drops the last partial batch): on a run shorter than --warmup steps, a
+        # window past the last step would leave a profiler running through inference, and
+        # torch's profiler crashes the process at exit then (SIGSEGV).
+        warmup = self.warmup_steps(self.rows // self.batch_size)
+        start = max(1, warmup - self.profile_steps)
+        if not start <= done <= warmup or start >= warmup:
             return
         import torch
 
@@ -78,7 +83,7 @@ class StepClock:
         if running is not None:
             running.stop()
             self._profiled.append((time.monotonic() - self._profiled_from, running))
-        if done < self.warmup:
+        if done < warmup:
             self._profiler = torch.profiler.profile(
                 activities=[torch.profiler.ProfilerActivity.CPU]
             )
@@ -89,6 +94,11 @@ class StepClock:
         else:
             self._profiler = None
             self.profile = top_ops([p for _, p in unpaused(self._profiled)])
+
+    def warmup_steps(self, steps: int) -> int:
+        """The steps left out of the steady figures in a run of ``steps``: ``warmup``, or a
+        third of a run too short for it."""
+        return max(1, min(self.warmup, steps // 3))
 
     def size(self, step: int) -> int:
         return max(0, min(self.batch_size, self.rows - step * self.batch_size))
@@ -101,7 +111,7 @@ class StepClock:
         steps = len(self.ends)
         if steps < 2:
             raise RuntimeError(f"only {steps} training step(s): too few to time")
-        warmup = max(1, min(self.warmup, steps // 3))
+        warmup = self.warmup_steps(steps)
         ends = self.ends[warmup - 1 :]
         wall = np.diff(ends)
         ran = np.array([active_seconds(a, b, running) for a, b in itertools.pairwise(ends)])
