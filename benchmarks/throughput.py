@@ -1,7 +1,7 @@
-"""Training and inference throughput: widedeep vs. a hand-written loop and two peer libraries.
+"""Training and inference throughput: widedeep vs. a hand-written loop and peer libraries.
 
     python benchmarks/throughput.py                    # widedeep + hand-written rows, 1M rows
-    python benchmarks/throughput.py --peers            # + pytorch-widedeep, deepctr-torch, TorchRec
+    python benchmarks/throughput.py --peers            # + the peers, TorchRec and FuxiCTR
     python benchmarks/throughput.py --rows 50000 --rows-only widedeep-adam,handwritten-adam
 
 Every system trains the same model on the same generated Criteo-shaped data (13 dense fields,
@@ -14,7 +14,8 @@ the first step belong to one system. With --interleave the rows' processes take 
 running at a time, the others stopped) and each is timed only while it ran, so that this
 machine's drift falls on every row alike (THROUGHPUT.md, "Noise"). The peers run in their own
 venv (benchmarks/.work/peers-venv, made on first use from benchmarks/requirements-peers.txt),
-never in widedeep's; TorchRec in its own ($TORCHREC_VENV, made by benchmarks/torchrec/setup.sh).
+never in widedeep's; TorchRec in its own ($TORCHREC_VENV, made by benchmarks/torchrec/setup.sh),
+and FuxiCTR in its own ($FUXICTR_VENV, made by benchmarks/fuxictr/setup.sh).
 
 Results: a markdown table on stdout and in <out>/throughput-<cpu>.md, raw numbers in
 <out>/throughput-<cpu>.json (one pair per CPU model; the CPU's flags in both), with each
@@ -41,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # throughput_par
 
 from throughput_parts.data import generate, save_data
 from throughput_parts.machine import cpu_report, cpu_slug, matmul_gflops
+from throughput_parts.peer_rows import enter_venv
 from throughput_parts.report import add_ratios, atomic_write, render, targets_over_rounds
 from throughput_parts.rounds import run_rows
 from throughput_parts.spec import HERE, ROW_BY_NAME, ROWS, RowSpec, Settings, mlp_flops_per_sample
@@ -76,7 +78,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000, help="rows of generated data")
     p.add_argument(
-        "--peers", action="store_true", help="add pytorch-widedeep, deepctr-torch and torchrec"
+        "--peers",
+        action="store_true",
+        help="add pytorch-widedeep, deepctr-torch, torchrec and fuxictr",
     )
     p.add_argument("--rows-only", help="comma-separated table rows to run, e.g. widedeep-adam")
     p.add_argument("--steps", type=int, help="at most this many training steps per row")
@@ -145,9 +149,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def worker_main(args: argparse.Namespace) -> int:
+    spec = ROW_BY_NAME[args.worker]
+    enter_venv(spec)  # FuxiCTR's row: from here on in FuxiCTR's venv
     raw = json.loads(args.settings)
     s = Settings(**{**raw, "hidden": tuple(raw["hidden"])})
-    result = worker(ROW_BY_NAME[args.worker], args.data, s, args.launched)
+    result = worker(spec, args.data, s, args.launched)
     atomic_write(args.result, json.dumps(result, indent=2))
     return 0
 

@@ -275,8 +275,12 @@ def test_bad_interleave_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_own_rows_run_and_report(tmp_path):
+    from widedeep.core.cpu import cpu_has_bf16
+
+    # The bf16 loop where the CPU runs it (elsewhere the benchmark leaves it out).
+    rows = ROWS + (["handwritten-sparse-bf16"] if cpu_has_bf16() else [])
     cmd = [sys.executable, str(SCRIPT), "--rows", "3000", "--batch-size", "256"]
-    cmd += ["--steps", "8", "--warmup", "2", "--rows-only", ",".join(ROWS)]
+    cmd += ["--steps", "8", "--warmup", "2", "--rows-only", ",".join(rows)]
     cmd += ["--out", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
     done = run_benchmark(cmd)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -286,7 +290,7 @@ def test_own_rows_run_and_report(tmp_path):
     cells = table(markdown)
     assert cells[0] == COLUMNS
     body = {row[0]: row for row in cells[2:]}
-    assert list(body) == ROWS
+    assert list(body) == rows
     for row in body.values():
         assert len(row) == len(COLUMNS), row
         assert number(row[2]) > 0 and number(row[5]) > 0, row  # train, inference samples/s
@@ -298,7 +302,11 @@ def test_own_rows_run_and_report(tmp_path):
     report = json.loads((tmp_path / "results" / "throughput.json").read_text())
     assert report["ceiling_train"] > 0 and report["gflops"] > 0
     results = {r["row"]: r for r in report["results"]}
-    assert set(results) == set(ROWS)
+    assert set(results) == set(rows)
+    assert results["handwritten-sparse"]["row_info"]["precision"] == "32-true"
+    if "handwritten-sparse-bf16" in results:
+        assert results["handwritten-sparse-bf16"]["row_info"]["precision"] == "bf16-mixed"
+        assert body["handwritten-sparse-bf16"][3] == "1.00x"  # its own reference
     for r in results.values():
         assert r["train"]["steps"] == 8 and r["train"]["steady_steps"] == 6
         assert r["inference"]["rows"] == 3000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,15 @@ def plain_optimizers(model: torch.nn.Module, spec: RowSpec) -> list[torch.optim.
     ]
 
 
+def precision(spec: RowSpec, device: str) -> contextlib.AbstractContextManager[Any]:
+    """What Lightning's ``precision="bf16-mixed"`` does around a step, for a bf16 row: forward
+    and loss under bf16 autocast, backward and optimizer step outside it, so that weights,
+    gradients and optimizer states stay fp32; a no-op for the fp32 rows."""
+    import torch
+
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=spec.bf16)
+
+
 def run_handwritten(
     spec: RowSpec, data: dict[str, np.ndarray], s: Settings, clock: StepClock
 ) -> tuple[dict[str, Any], int]:
@@ -94,7 +104,8 @@ def run_handwritten(
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
-        loss = F.binary_cross_entropy_with_logits(forward(x_ids, x_dense), y)
+        with precision(spec, s.device):
+            loss = F.binary_cross_entropy_with_logits(forward(x_ids, x_dense), y)
         sync()
         t1 = time.perf_counter()
         loss.backward()
@@ -111,9 +122,11 @@ def run_handwritten(
     def predict(rows: int) -> None:
         for start in range(0, rows, s.eval_batch_size):
             part = slice(start, min(rows, start + s.eval_batch_size))
-            torch.sigmoid(model(ids[part], dense[part]))
+            with precision(spec, s.device):
+                torch.sigmoid(model(ids[part], dense[part]))
         sync()
 
     rows = s.infer_rows or len(label)
     params = sum(p.numel() for p in model.parameters())
+    clock.row_info["precision"] = "bf16-mixed" if spec.bf16 else "32-true"
     return time_inference(predict, rows, s.eval_batch_size, s.infer_passes), params

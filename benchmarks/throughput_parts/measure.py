@@ -63,7 +63,7 @@ class StepClock:
 
     def step_done(self, inside: tuple[float, float, float] | None = None) -> None:
         if not self.defer_profile:
-            self._profile_turn(len(self.ends) + 1, self.warmup)  # before the clock: not timed
+            self._profile_turn(len(self.ends) + 1, early=0)  # before the clock: not timed
         self.ends.append(time.monotonic())
         self.inside.append(inside)
         if self.first_step_at is None:
@@ -77,15 +77,21 @@ class StepClock:
         done = len(self.ends)
         if done != self._turned_at:
             self._turned_at = done
-            self._profile_turn(done, self.warmup - 1)
+            self._profile_turn(done, early=1)
 
-    def _profile_turn(self, done: int, last: int) -> None:
-        """Profile each of the ``profile_steps`` warm-up steps up to step ``last`` on its own
-        (``done``: steps finished so far), then keep the steps no pause cut through: under
-        ``--interleave`` the parent stops the process between turns, and a stopped op's self
-        time absorbs the whole pause (seconds for a ~100 ms step)."""
+    def _profile_turn(self, done: int, early: int) -> None:
+        """Profile each of the last ``profile_steps`` warm-up steps on its own (``done``: steps
+        finished; ``early``: the window ends that many steps before the warm-up does), then
+        keep the steps no pause cut through: under ``--interleave`` the parent stops the
+        process between turns, and a stopped op's self time absorbs the whole pause (seconds
+        for a ~100 ms step)."""
         if self.profile_steps <= 0:
             return
+        # The warm-up the summary will leave out, from the steps the row is sure to take (a
+        # compiled loop drops the last partial batch): on a run shorter than --warmup steps, a
+        # window past the last step would leave a profiler running through inference, and
+        # torch's profiler crashes the process at exit then (SIGSEGV).
+        last = self.warmup_steps(self.rows // self.batch_size) - early
         start = max(1, last - self.profile_steps)
         if not start <= done <= last or start >= last:
             return
@@ -107,6 +113,11 @@ class StepClock:
             self._profiler = None
             self.profile = top_ops([p for _, p in unpaused(self._profiled)])
 
+    def warmup_steps(self, steps: int) -> int:
+        """The steps left out of the steady figures in a run of ``steps``: ``warmup``, or a
+        third of a run too short for it."""
+        return max(1, min(self.warmup, steps // 3))
+
     def size(self, step: int) -> int:
         return max(0, min(self.batch_size, self.rows - step * self.batch_size))
 
@@ -118,7 +129,7 @@ class StepClock:
         steps = len(self.ends)
         if steps < 2:
             raise RuntimeError(f"only {steps} training step(s): too few to time")
-        warmup = max(1, min(self.warmup, steps // 3))
+        warmup = self.warmup_steps(steps)
         ends = self.ends[warmup - 1 :]
         wall = np.diff(ends)
         ran = np.array([active_seconds(a, b, running) for a, b in itertools.pairwise(ends)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import shlex
 import subprocess
 import sys
@@ -84,10 +85,40 @@ TORCHREC_SETUP = HERE / "torchrec" / "setup.sh"
 def torchrec_python() -> Path | str:
     """TorchRec's interpreter ($TORCHREC_VENV, default /work/.torchrec-venv, made by
     benchmarks/torchrec/setup.sh), or why there is none (the row's error)."""
-    import os
-
     venv = Path(os.environ.get("TORCHREC_VENV", "/work/.torchrec-venv"))
     python = venv / "bin" / "python"
     if not python.exists():
         return f"no TorchRec venv at {venv}: make it with bash {TORCHREC_SETUP} {venv}"
     return python
+
+
+# -- FuxiCTR's venv ------------------------------------------------------------------------------
+
+FUXICTR_SETUP = HERE / "fuxictr" / "setup.sh"
+
+
+def fuxictr_python() -> Path | str:
+    """FuxiCTR's interpreter ($FUXICTR_VENV, default /work/.fuxictr-venv, made by
+    benchmarks/fuxictr/setup.sh for the Frappe cross-check too), or why there is none."""
+    venv = Path(os.environ.get("FUXICTR_VENV", "/work/.fuxictr-venv"))
+    python = venv / "bin" / "python"
+    if not python.exists():
+        return f"no FuxiCTR venv at {venv}: make it with bash {FUXICTR_SETUP} {venv}"
+    return python
+
+
+def enter_venv(spec: RowSpec) -> None:
+    """Re-execute this worker (same process, same arguments) with the interpreter of the row's
+    venv (``spec.reexec``), unless it already runs there; or exit with why it cannot, which
+    the parent reports as the row's error. The parent starts such a row with widedeep's
+    interpreter: its rounds know only widedeep's, the peers' and TorchRec's."""
+    if spec.reexec is None:
+        return
+    python = fuxictr_python()
+    if isinstance(python, str):
+        raise SystemExit(f"throughput: {python}")
+    if Path(sys.prefix).resolve() == python.parents[1].resolve():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(python, [str(python), *sys.argv])

