@@ -41,10 +41,17 @@ def test_every_data_option_composes_against_its_own_schema(name):
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes_against_the_schema(experiment):
+    """Every experiment composes, every key is in its app's schema, it validates, and a bench
+    experiment plans cells."""
+    from widedeep.experiment.plan import plan
+
     app = app_of(experiment)
     with initialize_config_module(config_module="widedeep.conf", version_base="1.3"):
         cfg = compose(config_name=app, overrides=[f"experiment={experiment}"])
     check_keys(cfg, app)
+    validate(cfg)
+    if app == "bench":
+        assert plan(cfg.bench), experiment
 
 
 def test_the_schema_matches_what_the_code_takes():

@@ -154,29 +154,6 @@ def test_multirun_trains_every_combination(tmp_path):
     assert kinds == [("deep", 0), ("deep", 1), ("wide", 0), ("wide", 1)]
 
 
-def _experiments() -> list[str]:
-    from pathlib import Path
-
-    import widedeep
-
-    folder = Path(widedeep.__file__).parent / "conf" / "experiment"
-    return sorted(p.stem for p in folder.glob("*.yaml"))
-
-
-@pytest.mark.parametrize("experiment", _experiments())
-def test_every_experiment_composes_and_validates(experiment):
-    from hydra import compose, initialize_config_module
-
-    name = "bench" if experiment.startswith(("jve", "joint_vs")) else "train"
-    with initialize_config_module(config_module="widedeep.conf", version_base="1.3"):
-        cfg = compose(config_name=name, overrides=[f"experiment={experiment}"])
-    validate(cfg)
-    if name == "bench":
-        from widedeep.experiment.plan import plan
-
-        assert plan(cfg.bench), experiment
-
-
 def test_reduce_lr_on_plateau_decays_after_each_non_improving_validation():
     from types import SimpleNamespace
 
