@@ -75,6 +75,7 @@ def test_precisions_that_break_fp32_state_or_need_a_gpu_are_refused(precision):
         validate(compose_config([f"trainer.precision={precision}"]))
 
 
+@pytest.mark.slow  # a script / example trained end to end: make test
 def test_bf16_accuracy_script_on_tiny_input(tmp_path):
     """benchmarks/bf16_accuracy.py end to end on 2,000 rows: a row per seed, the CPU's flags."""
     import importlib.util

@@ -6,9 +6,12 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow  # a script / example trained end to end: make test
 def test_readme_python_example_trains_without_lightning_or_hydra():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README has no python example"

@@ -119,7 +119,7 @@ def test_dataloader_workers_read_their_own_shards(tmp_path):
     )
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_resumed_epoch_continues_where_it_stopped(tmp_path, workers):
     """The loader's position (checkpointed by Lightning) resumes the same epoch's order."""
     files, _ = _split(tmp_path)
