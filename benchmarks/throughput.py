@@ -42,7 +42,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # throughput_par
 
 from throughput_parts.data import generate, save_data
 from throughput_parts.machine import cpu_report, cpu_slug, matmul_gflops
-from throughput_parts.peer_rows import enter_venv
 from throughput_parts.report import add_ratios, atomic_write, render, targets_over_rounds
 from throughput_parts.rounds import run_rows
 from throughput_parts.spec import HERE, ROW_BY_NAME, ROWS, RowSpec, Settings, mlp_flops_per_sample
@@ -150,7 +149,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def worker_main(args: argparse.Namespace) -> int:
     spec = ROW_BY_NAME[args.worker]
-    enter_venv(spec)  # FuxiCTR's row: from here on in FuxiCTR's venv
     raw = json.loads(args.settings)
     s = Settings(**{**raw, "hidden": tuple(raw["hidden"])})
     result = worker(spec, args.data, s, args.launched)

@@ -152,8 +152,10 @@ def test_a_peer_row_never_starts_the_profiler_inside_its_optimizer_step(monkeypa
     monkeypatch.setattr(
         importlib,
         "import_module",
-        lambda name: (
-            type("M", (), {"Row": Row}) if name.startswith("_peers.") else real_import(name)
+        lambda name, package=None: (
+            type("M", (), {"Row": Row})
+            if name.startswith("_peers.")
+            else real_import(name, package)
         ),
     )
     settings = spec.Settings(batch_size=8, eval_batch_size=8, infer_rows=16, warmup=6)
@@ -304,35 +306,23 @@ def test_bf16_hand_written_rows_run_forward_under_bf16_autocast_only():
         assert layer(x).dtype == torch.float32
 
 
-def test_fuxictr_row_reexecutes_its_worker_in_fuxictrs_venv(tmp_path, monkeypatch):
+def test_fuxictr_row_runs_in_fuxictrs_venv_or_says_how_to_make_it(tmp_path, monkeypatch):
     spec, peer_rows, script = _part("spec"), _part("peer_rows"), _script()
     row = spec.ROW_BY_NAME["fuxictr"]
     assert row.peer and row in script.select_rows(None, peers=True)
     assert row not in script.select_rows(None, peers=False)
-    assert row.reexec == "fuxictr" and row.venv == "own"  # started by widedeep's interpreter
+    assert row.venv == "fuxictr"  # started with FuxiCTR's interpreter, never widedeep's
     assert row.reference == "handwritten-adam"  # torch's Adam, as the other peers
-    # No venv: the worker exits with the setup command, the row's error in the table.
+    # No venv: the row's error in the table is the setup command.
     monkeypatch.setenv("FUXICTR_VENV", str(tmp_path / "none"))
     problem = peer_rows.fuxictr_python()
     assert isinstance(problem, str) and "benchmarks/fuxictr/setup.sh" in problem
-    with pytest.raises(SystemExit, match="no FuxiCTR venv at .*/none: make it with bash"):
-        peer_rows.enter_venv(row)
-    # A venv: this process becomes its interpreter, with the same arguments; once there, stays.
+    assert "no FuxiCTR venv at" in problem and str(tmp_path / "none") in problem
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").touch()
     monkeypatch.setenv("FUXICTR_VENV", str(venv))
-    calls = []
-    monkeypatch.setattr(peer_rows.os, "execv", lambda *a: calls.append(a), raising=False)
-    monkeypatch.setattr(sys, "argv", ["throughput.py", "--worker", "fuxictr"])
-    peer_rows.enter_venv(spec.ROW_BY_NAME["deepctr-torch"])  # its venv: the parent's choice
-    assert calls == []
-    peer_rows.enter_venv(row)
-    python = str(venv / "bin" / "python")
-    assert calls == [(venv / "bin" / "python", [python, "throughput.py", "--worker", "fuxictr"])]
-    monkeypatch.setattr(sys, "prefix", str(venv))
-    peer_rows.enter_venv(row)
-    assert len(calls) == 1
+    assert peer_rows.fuxictr_python() == venv / "bin" / "python"
 
 
 def test_fuxictr_feature_map_holds_the_benchmarks_fields():

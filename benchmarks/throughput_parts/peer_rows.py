@@ -105,20 +105,3 @@ def fuxictr_python() -> Path | str:
     if not python.exists():
         return f"no FuxiCTR venv at {venv}: make it with bash {FUXICTR_SETUP} {venv}"
     return python
-
-
-def enter_venv(spec: RowSpec) -> None:
-    """Re-execute this worker (same process, same arguments) with the interpreter of the row's
-    venv (``spec.reexec``), unless it already runs there; or exit with why it cannot, which
-    the parent reports as the row's error. The parent starts such a row with widedeep's
-    interpreter: its rounds know only widedeep's, the peers' and TorchRec's."""
-    if spec.reexec is None:
-        return
-    python = fuxictr_python()
-    if isinstance(python, str):
-        raise SystemExit(f"throughput: {python}")
-    if Path(sys.prefix).resolve() == python.parents[1].resolve():
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(python, [str(python), *sys.argv])

@@ -19,7 +19,7 @@ import numpy as np
 
 from .machine import busy_cpu_seconds, children_cpu_seconds
 from .measure import ALL_PAUSED, Interval, StepClock, inference_summary
-from .peer_rows import peers_python, torchrec_python
+from .peer_rows import fuxictr_python, peers_python, torchrec_python
 from .spec import ROOT, SCRIPT, RowSpec, Settings
 
 
@@ -236,6 +236,8 @@ def run_rows(
     pythons: dict[str, Path | str] = {"own": Path(sys.executable)}
     if any(spec.venv == "torchrec" for spec in specs):
         pythons["torchrec"] = torchrec_python()
+    if any(spec.venv == "fuxictr" for spec in specs):
+        pythons["fuxictr"] = fuxictr_python()
     if any(spec.venv == "peers" for spec in specs):
         try:
             pythons["peers"] = peers_python(work, logs / "peers-venv.log")

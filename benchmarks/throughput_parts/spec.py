@@ -59,19 +59,10 @@ class RowSpec:
 
     @property
     def venv(self) -> str:
-        """The interpreter the parent starts the row's worker with: widedeep's own, the
-        peers', or TorchRec's. FuxiCTR's row starts in widedeep's (see ``reexec``)."""
-        if self.system == "torchrec":
-            return "torchrec"
-        if self.system == "fuxictr":
-            return "own"
+        """Whose environment runs the row: widedeep's own, the peers', TorchRec's or FuxiCTR's."""
+        if self.system in ("torchrec", "fuxictr"):
+            return self.system
         return "peers" if self.peer else "own"
-
-    @property
-    def reexec(self) -> str | None:
-        """The venv the worker re-executes itself in before it imports a framework: FuxiCTR's
-        ($FUXICTR_VENV, peer_rows.enter_venv). The parent's rounds know three interpreters."""
-        return "fuxictr" if self.system == "fuxictr" else None
 
 
 # widedeep-train's own config (Hydra overrides), reshaped to the benchmark's model.
