@@ -10,6 +10,10 @@ TORCH  ?= torch==2.13.0
 SHARED_DATA := $(abspath $(CURDIR)/../shared/datasets)
 export WIDEDEEP_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(CURDIR)/data)
 
+# Bytecode on, whatever the environment says: the suite's imports and pytest's rewritten test
+# modules are then compiled once into the git-ignored __pycache__/, not on every run.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: install demo test test-fast test-reliability lint bench clean
 
 $(BIN)/python:

@@ -82,7 +82,17 @@ RELIABILITY = os.path.join(os.path.dirname(__file__), "reliability")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/reliability/ (the fault cases of docs/faults.md) is marked
     ``reliability``: ``pytest -m reliability`` runs that suite alone. The hook lives here, not in
-    a conftest of that folder, because tests import helpers with ``from conftest import``."""
+    a conftest of that folder, because tests import helpers with ``from conftest import``.
+
+    A test marked ``fast_first`` keeps its first parametrized case in the fast suite and has the
+    others marked ``slow``: one case shows the rule holds while editing, ``make test`` runs them
+    all (each case of a config or reader rule costs a Hydra compose or a read)."""
+    first_cases: set[tuple[str, str]] = set()
     for item in items:
         if str(item.path).startswith(RELIABILITY + os.sep):
             item.add_marker(pytest.mark.reliability)
+        if item.get_closest_marker("fast_first"):
+            test = (str(item.path), getattr(item, "originalname", item.name))
+            if test in first_cases:
+                item.add_marker(pytest.mark.slow)
+            first_cases.add(test)

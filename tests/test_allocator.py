@@ -39,6 +39,7 @@ def run_batches(malloc: str | None) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
 def test_freed_batches_are_reused_not_faulted_again():
     system = run_batches("system")

@@ -67,6 +67,7 @@ def test_models_are_shared_between_arms_and_come_after_what_they_depend_on():
     assert second in todo and second.train_seed == 1000
 
 
+@pytest.mark.slow
 def test_a_run_key_changes_with_what_trains_and_not_with_where_it_is_written():
     base = compose_config(TINY)
     key = run_key(base)
@@ -176,6 +177,7 @@ def test_model_config_applies_tuned_setting_then_levels_then_variant(tmp_path):
     assert run.data.selection.ratio == cfg.bench.selection.ratio and "bench" not in run
 
 
+@pytest.mark.slow
 def test_the_plan_is_checked_before_anything_trains(tmp_path):
     from widedeep.experiment.harness import bench
 

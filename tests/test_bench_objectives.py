@@ -52,16 +52,19 @@ def test_a_warm_start_reuses_the_wide_and_deep_arms_runs_and_comes_after_them():
     assert {d.kind for d in warm[0].dependencies()} == {"wide", "deep"}
 
 
+@pytest.mark.slow
 def test_existing_arms_configs_and_keyed_documents_are_unchanged(tmp_path):
     """Every model of the default plan: its keyed config is the one composed without the new
     model keys (as before they existed), and asking for the objectives changes none of it.
-    The first seed's models only: the others differ from them in the seed alone."""
+    The first (seed, data seed) cell's models only: the others differ from them in the seeds
+    alone."""
     cfg = bench_cfg(tmp_path)
     with_objectives = bench_cfg(tmp_path, f"bench.objectives={list(OBJECTIVES)}")
     bench = OmegaConf.to_container(cfg.bench, resolve=True)
-    first_seed = [m for m in models(plan(bench)) if m.seed == bench["seeds"][0]]
-    assert {m.kind for m in first_seed} == {"wide", "deep", "wide_deep"}
-    for model in first_seed:
+    first = (bench["seeds"][0], bench["data_seeds"][0])
+    first_cell = [m for m in models(plan(bench)) if (m.seed, m.data_seed) == first]
+    assert {m.kind for m in first_cell} == {"wide", "deep", "wide_deep"}
+    for model in first_cell:
         init = "some/run/checkpoints/best.ckpt" if model.dependency() else None
         run = model_config(cfg, model, init_from=init)
         doc = key_document(run)["config"]
@@ -104,6 +107,7 @@ def test_each_objective_has_its_setting_then_its_tuned_values_then_the_levels(tm
         validate(model_config(cfg, Model("wide_deep", variant=variant, **at), tuned, init))
 
 
+@pytest.mark.slow
 def test_the_objectives_search_spaces_are_inside_the_config(tmp_path):
     from widedeep.experiment.search_space import flatten_space, parse_space
 

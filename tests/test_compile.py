@@ -45,7 +45,8 @@ def _scores_and_grads(model, batch):
     return out.detach(), grads
 
 
-@pytest.mark.parametrize("backend", [FAST, pytest.param("inductor", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [FAST, "inductor"])
 def test_compiled_scores_and_gradients_equal_eager(schema, backend):
     eager = _model(schema)
     model = copy.deepcopy(eager)
@@ -68,6 +69,7 @@ def test_compiled_scores_and_gradients_equal_eager(schema, backend):
     assert stats.compiles >= 1 and stats.fallback is None
 
 
+@pytest.mark.slow
 def test_no_recompiles_in_steady_state(schema):
     """One graph for training and one for evaluation, whatever the batch sizes and bag
     lengths after the first: dynamo's own graph counter stays put."""

@@ -101,6 +101,7 @@ def test_the_png_and_json_compare_the_joint_model_with_the_wide_one(runs, tmp_pa
     assert again.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_hashed_buckets_list_the_raw_pairs_that_fall_into_them(tmp_path, capsys):
     hashed = "data.features.crosses=[{fields:[device,hour],hashed:true,num_buckets:8}]"
     run = tmp_path / "hashed"

@@ -657,6 +657,7 @@ def test_unknown_labels_mode(tmp_path: Path) -> None:
 
 
 
+@pytest.mark.slow
 def test_real_movielens_genre_bags_equal_a_plain_python_gather(tmp_path, monkeypatch) -> None:
     """Every training batch's genre bags (CSR tensors gathered by the loader) against the
     genres read by hand from items.parquet's 0/1 flags, through the movie id of each row."""

@@ -31,6 +31,7 @@ def app_of(experiment: str) -> str:
     return "bench" if experiment.startswith(("jve", "joint_vs", "size")) else "train"
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize("name", options("data"))
 def test_every_data_option_composes_against_its_own_schema(name):
     cfg = compose_config([f"data={name}"])
@@ -39,6 +40,7 @@ def test_every_data_option_composes_against_its_own_schema(name):
     validate(cfg)
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes_against_the_schema(experiment):
     """Every experiment composes, every key is in its app's schema, it validates, and a bench
@@ -65,6 +67,7 @@ def test_the_schema_matches_what_the_code_takes():
         assert {f.name for f in dataclasses.fields(schema)} <= takes, schema
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize(
     "override, suggestion",
     [
@@ -82,6 +85,7 @@ def test_a_mistyped_key_is_refused_with_the_closest_valid_key(override, suggesti
         compose_config([override])
 
 
+@pytest.mark.slow
 def test_a_value_of_the_wrong_type_is_refused_by_the_schema():
     for override, key in [
         ("trainer.max_epochs=1.5", "trainer.max_epochs"),
@@ -112,6 +116,7 @@ def test_the_documented_avazu_time_split_composes_as_written():
         compose_config(["data=criteo", "data.split.column=hour"])
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -174,6 +179,7 @@ def _app(module: str, argv: list[str], monkeypatch, capsys) -> tuple[int, str, s
     return code, out, err
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize(
     "argv",
     [

@@ -171,6 +171,7 @@ def test_reverse_order_frozen_wide(tmp_path, runs):
     assert all(torch.equal(got[k], v) for k, v in _tower(joint, "wide").items())
 
 
+@pytest.mark.slow
 def test_config_mistakes_name_the_key():
     for overrides, key in [
         (["model=deep", "model.frozen=deep", "model.init_from=x.ckpt"], "model.frozen"),

@@ -68,6 +68,7 @@ def _rank(files, rank: int, world: int, workers: int, batch: int = 48, **kw) -> 
     )
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize(("world", "workers"), [(1, 0), (2, 1), (3, 2), (2, 3)])
 def test_shards_are_disjoint_complete_and_equal(tmp_path, world, workers):
     files, frame = _split(tmp_path)

@@ -111,6 +111,7 @@ def test_the_bench_logs_every_run_and_its_report_under_one_experiment(
     assert {p.name for p in out.iterdir() if p.is_file()} >= {"summary.md", "results.csv"}
 
 
+@pytest.mark.slow
 def test_switching_to_mlflow_keeps_every_stored_run():
     from widedeep.experiment.runs import run_key
 

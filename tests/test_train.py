@@ -28,6 +28,7 @@ TINY = [
 ]
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize("model", ["wide", "deep", "wide_deep"])
 @pytest.mark.parametrize("optim", ["adam", "paper"])
 def test_every_model_and_optim_config_composes(model, optim):
@@ -42,6 +43,7 @@ def test_every_model_and_optim_config_composes(model, optim):
             assert cfg.model[tower][key] == value, (tower, key)
 
 
+@pytest.mark.slow
 def test_validation_names_the_bad_key():
     for override, key in [
         ("data.batch_size=0", "data.batch_size"),
@@ -177,6 +179,7 @@ def test_reduce_lr_on_plateau_decays_after_each_non_improving_validation():
         ReduceLROnPlateau("val/auc", factor=1.5)
 
 
+@pytest.mark.slow
 def test_monitor_and_plateau_in_a_run(tmp_path):
     from widedeep.training.checkpoint import load_checkpoint
 
@@ -206,6 +209,7 @@ def test_monitor_and_plateau_in_a_run(tmp_path):
     assert {c["monitor"] for c in checkpoints} >= {"val/auc_minus_logloss"}
 
 
+@pytest.mark.slow
 def test_training_loss_is_logged_on_the_loggers_steps_only(tmp_path, monkeypatch):
     from widedeep.training.module import WideDeepModule
 
@@ -232,6 +236,7 @@ def test_training_loss_is_logged_on_the_loggers_steps_only(tmp_path, monkeypatch
     assert written[3] == logged[3] == written[1] // 3
 
 
+@pytest.mark.slow
 def test_bad_plateau_and_monitor_settings_are_named():
     for override, key in [
         ("trainer.monitor=loss", "trainer.monitor"),

@@ -190,6 +190,7 @@ def test_a_rerun_adds_only_missing_trials_and_refuses_other_settings(tmp_path):
         tune("s", SPACE, objective, trials=5, storage=url, seed=1, n_startup_trials=2)
 
 
+@pytest.mark.slow
 def test_an_objective_that_returns_nan_stops_the_study_instead_of_looping(tmp_path):
     with pytest.raises(ValueError, match="objective returned nan"):
         tune("s", SPACE, lambda p, t: float("nan"), 3, storage=sqlite_url(tmp_path / "t.db"))

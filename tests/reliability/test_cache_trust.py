@@ -123,6 +123,7 @@ def test_inverted_bytes_in_a_part_file_rebuild_the_entry(cfg, reader, caplog) ->
     assert pipeline.load_data(cfg).info["cache_hit"] and reader.calls == 2
 
 
+@pytest.mark.slow
 def test_single_bit_flips_are_never_served(cfg, reader) -> None:
     """The adversarial pass served 20 of 40 random bit flips as a hit with other data."""
     first = pipeline.load_data(cfg)
@@ -229,6 +230,7 @@ def test_a_file_damaged_after_the_check_fails_in_one_line_naming_it(
     assert str(part) in line and "damaged" in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["prepare", "info"])
 def test_data_cli_rebuilds_a_damaged_entry(tmp_path, capsys, command) -> None:
     overrides = ["data=synthetic", "data.generator.n_rows=2000", "data.cache=true",
@@ -281,6 +283,7 @@ def test_cache_verify_takes_size_or_content(cfg, reader) -> None:
         pipeline.load_data({**cfg, "cache_verify": "always"})
 
 
+@pytest.mark.slow
 def test_cache_verify_is_in_the_config_schema(tmp_path) -> None:
     from omegaconf import OmegaConf
 

@@ -191,6 +191,7 @@ def _resume_error(run: Path, tmp_path: Path, *overrides: str, base: list[str] = 
     return _one_line(str(info.value))
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize(
     ("overrides", "difference"),
     [

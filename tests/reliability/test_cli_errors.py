@@ -78,6 +78,7 @@ CASES = [("widedeep.cli.train", o) for o in KEY_MISTAKES] + [
 ]
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize("module, override", CASES)
 def test_an_unknown_key_or_option_is_one_line_with_a_suggestion(module, override, monkeypatch,
                                                                  capsys, tmp_path):
@@ -89,6 +90,7 @@ def test_an_unknown_key_or_option_is_one_line_with_a_suggestion(module, override
     assert not list(tmp_path.iterdir())  # nothing ran
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, override", [
     ("prepare", "nosuch=1"), ("prepare", "data=synthetc"), ("info", "trainer.max_epoch=1")])
 def test_widedeep_data_prepare_and_info_say_the_same(command, override, monkeypatch, capsys):
@@ -132,6 +134,7 @@ def test_an_unknown_flag_is_one_line(module, prog, argv, monkeypatch, capsys):
     assert "--help" in line  # where the usage went
 
 
+@pytest.mark.slow
 def test_the_installed_script_exits_2_with_one_line(tmp_path):
     """The real console script (not main() in process): the exit status a shell sees."""
     script = Path(sys.executable).parent / "widedeep-train"
@@ -151,6 +154,7 @@ def _run_dir_refused(run_dir: Path, monkeypatch, capsys) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_a_run_dir_under_a_file_is_one_line_naming_the_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a_file").write_text("not a folder")
@@ -175,6 +179,7 @@ def read_only_mount(tmp_path):
     subprocess.run(["umount", str(point)], capture_output=True, timeout=30)
 
 
+@pytest.mark.slow
 def test_a_run_dir_on_a_read_only_mount_is_one_line_naming_the_folder(read_only_mount, tmp_path,
                                                                      monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -35,6 +35,7 @@ class _Peak(pl.Callback):
             self.peak = max(self.peak, statistics.median(self.losses) / math.log(2))
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_one_line_naming_the_tower_and_its_lr(tmp_path, capsys):
     from widedeep.cli.train import _hydra_entry
 
@@ -73,6 +74,7 @@ def test_healthy_runs_stay_far_below_the_divergence_limit(tmp_path, overrides):
     assert probe.peak < cfg.trainer.divergence.factor / 2
 
 
+@pytest.mark.slow
 def test_the_rule_is_configurable_and_checked():
     assert compose_config([]).trainer.divergence.factor is not None  # on by default
     validate(compose_config(["trainer.divergence.factor=null"]))  # off

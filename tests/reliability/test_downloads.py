@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pooch
+import pytest
 from conftest import real_data
 
 from widedeep.cli import data as data_cli
@@ -191,6 +192,7 @@ download_dataset("toy", sys.argv[1], base_url=sys.argv[2], retries=0)
 """
 
 
+@pytest.mark.slow
 def test_a_download_really_killed_midway_is_cleaned_by_the_next_run(tmp_path, monkeypatch):
     handler = type("Handler", (_Stalls,), {"release": threading.Event()})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

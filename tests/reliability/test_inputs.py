@@ -111,6 +111,7 @@ def _hostile_configs(tmp_path: Path, text: str) -> dict[str, dict[str, Any]]:
     }
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize("content", ["shadow", "environ"])
 @pytest.mark.parametrize("reader", ["criteo", "avazu", "adult", "frappe", "frappe_map", "table",
                                     "table_headerless", "table_ndjson"])
@@ -220,6 +221,7 @@ def _same(a: Any, b: Any) -> None:
         assert a.equals(b)
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize("case", ["criteo", "criteo_csv", "adult", "adult_test", "avazu",
                                   "frappe", "frappe_map", "table_csv", "table_ndjson"])
 def test_a_leading_bom_is_ignored_by_every_reader(tmp_path, case):
@@ -276,6 +278,7 @@ def _nul_cases(tmp_path: Path) -> dict[str, tuple[str, dict[str, Any], str, str]
     }
 
 
+@pytest.mark.fast_first
 @pytest.mark.parametrize("case", ["criteo", "adult", "avazu", "table_csv", "table_parquet",
                                   "frappe_map", "movielens_users", "scoring_table"])
 def test_a_nul_byte_in_a_value_is_refused_naming_file_line_and_field(tmp_path, capsys, case):
@@ -398,6 +401,7 @@ def test_empty_scoring_input_is_an_error_whatever_its_format(tmp_path, capsys, k
     assert "in." in out and "empty" in out
 
 
+@pytest.mark.fast_first
 @pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="no /proc/self/environ")
 @pytest.mark.parametrize("reader", ["criteo", "adult", "avazu", "table"])
 def test_proc_self_environ_as_a_data_file_shows_none_of_the_environment(tmp_path, capsys, reader):
