@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -43,6 +46,18 @@ ML_GENRES = (
     "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
     "Sci-Fi", "Thriller", "War", "Western",
 )  # fmt: skip
+
+
+def load_script(path: Path, name: str | None = None) -> ModuleType:
+    """A script of benchmarks/ or examples/ imported as module ``name`` (its file's stem), put
+    in ``sys.modules`` first: dataclasses look their module up there while being created."""
+    name = name or path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def data_root() -> Path:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "coadaptation.py"
 
 
 @pytest.mark.slow
 def test_every_curve_is_trained_and_plotted_and_a_rerun_reuses_the_runs(tmp_path):
-    spec = importlib.util.spec_from_file_location("coadaptation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["coadaptation"] = module
-    spec.loader.exec_module(module)
+    module = load_script(SCRIPT)
     argv = [
         "--out",
         str(tmp_path),

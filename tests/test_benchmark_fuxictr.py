@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fuxictr" / "run.py"
 
 
 @pytest.fixture
 def run():
-    spec = importlib.util.spec_from_file_location("fuxictr_run", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuxictr_run"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "fuxictr_run")
 
 
 def test_libfm_rows_become_bars_csv_rows(run, tmp_path):

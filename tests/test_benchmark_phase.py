@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "phase.py"
 
 
 @pytest.fixture
 def phase():
-    spec = importlib.util.spec_from_file_location("phase", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["phase"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_cells_are_paired_over_seeds_and_missing_ones_say_so(phase, tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 ROWS = ["handwritten-adam", "handwritten-sparse", "widedeep-adam", "widedeep-sparse"]
@@ -33,19 +34,14 @@ COLUMNS = [
 ]
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["throughput"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+def load_throughput() -> ModuleType:
+    return load_script(SCRIPT)
 
 
 def load_part(name: str) -> ModuleType:
     """One of the script's modules (benchmarks/throughput_parts): loading the script puts its
     folder on sys.path, as running it does."""
-    load_script()
+    load_throughput()
     return importlib.import_module(f"throughput_parts.{name}")
 
 
@@ -268,7 +264,7 @@ def test_allocator_settings_per_row(monkeypatch):
 
 
 def test_bad_interleave_is_refused(tmp_path):
-    tp = load_script()
+    tp = load_throughput()
     with pytest.raises(SystemExit, match="--interleave must be > 0"):
         tp.main(["--interleave", "0", "--work", str(tmp_path)])
 

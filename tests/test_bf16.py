@@ -78,14 +78,12 @@ def test_precisions_that_break_fp32_state_or_need_a_gpu_are_refused(precision):
 @pytest.mark.slow  # a script / example trained end to end: make test
 def test_bf16_accuracy_script_on_tiny_input(tmp_path):
     """benchmarks/bf16_accuracy.py end to end on 2,000 rows: a row per seed, the CPU's flags."""
-    import importlib.util
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bf16_accuracy.py"
-    spec = importlib.util.spec_from_file_location("bf16_accuracy", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from conftest import load_script
+
+    script = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "bf16_accuracy.py")
     script.main(
         [
             "--datasets",

@@ -8,41 +8,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pytest
 import torch
+from _toy_cache import CountingReader, assert_same, register_counting_reader, write_csv
 
 from widedeep.data import cache, pipeline
 from widedeep.data.preprocess import Preprocessor
 from widedeep.data.readers import READERS
-
-
-def write_csv(path: Path, n: int = 300, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    pl.DataFrame(
-        {
-            "shop": rng.choice(["a", "b", "c", "d"], n),
-            "hour": rng.integers(0, 24, n),
-            "visits": rng.integers(0, 50, n),
-            "price": rng.lognormal(1.0, 0.5, n),
-            "score": rng.normal(size=n),  # a non-feature column kept beside the splits
-            "ts": rng.integers(0, 1000, n),
-            "label": rng.integers(0, 2, n),
-        }
-    ).write_csv(path)
-
-
-class CountingReader:
-    """A test-only reader of ``files.train`` (CSV) that counts its calls."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, cfg: dict[str, Any], root: Path) -> pl.DataFrame | pl.LazyFrame:
-        self.calls += 1
-        lazy = pl.scan_csv(root / cfg["files"]["train"])
-        return lazy if cfg.get("lazy") else lazy.collect()
 
 
 @pytest.fixture(autouse=True)
@@ -55,9 +28,7 @@ def _default_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 
 @pytest.fixture
 def reader(monkeypatch: pytest.MonkeyPatch) -> CountingReader:
-    counting = CountingReader()
-    monkeypatch.setitem(READERS, "toy", counting)
-    return counting
+    return register_counting_reader(monkeypatch)
 
 
 @pytest.fixture
@@ -86,18 +57,6 @@ def cfg(tmp_path: Path) -> dict[str, Any]:
 def entries(cfg: dict[str, Any]) -> list[Path]:
     root = cache.cache_root(cfg, pipeline.data_root(cfg))
     return sorted(root.iterdir()) if root.exists() else []
-
-
-def assert_same(a: Any, b: Any) -> None:
-    assert a.schema == b.schema
-    for split in ("train", "valid", "test"):
-        x, y = a.splits[split], b.splits[split]
-        for name in ("dense", "categorical", "crosses", "label"):
-            assert torch.equal(getattr(x, name), getattr(y, name)), (split, name)
-        assert len(x.bags) == len(y.bags), split
-        for (xv, xo), (yv, yo) in zip(x.bags, y.bags, strict=True):
-            assert torch.equal(xv, yv) and torch.equal(xo, yo), (split, "bags")
-        assert a.extras[split].equals(b.extras[split])
 
 
 def test_second_load_reuses_the_cache(cfg, reader) -> None:

@@ -3,25 +3,16 @@ own nn.Module learns the planted structure, in a plain loop and under WideDeepMo
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fm_wide.py"
 
 
-def _load_example():
-    spec = importlib.util.spec_from_file_location("fm_wide", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fm_wide"] = module  # dataclasses look their module up while being created
-    spec.loader.exec_module(module)
-    return module
-
-
-fm_wide = _load_example()
+fm_wide = load_script(EXAMPLE)
 
 
 @pytest.fixture(scope="module")

@@ -18,49 +18,19 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pytest
-import torch
+from _toy_cache import CountingReader, assert_same, register_counting_reader, write_csv
 
 from widedeep.cli import data as data_cli
 from widedeep.cli.errors import report_user_error
 from widedeep.data import cache, pipeline
 from widedeep.data.preprocess import Preprocessor
-from widedeep.data.readers import READERS
-
-SPLITS = ("train", "valid", "test")
-
-
-def write_csv(path: Path, n: int = 300, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    pl.DataFrame(
-        {
-            "shop": rng.choice(["a", "b", "c", "d"], n),
-            "hour": rng.integers(0, 24, n),
-            "price": rng.lognormal(1.0, 0.5, n),
-            "score": rng.normal(size=n),
-            "label": rng.integers(0, 2, n),
-        }
-    ).write_csv(path)
-
-
-class CountingReader:
-    """A test-only CSV reader of ``files.train`` that counts its calls (= builds)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, cfg: dict[str, Any], root: Path) -> pl.DataFrame:
-        self.calls += 1
-        return pl.read_csv(root / cfg["files"]["train"])
 
 
 @pytest.fixture
 def reader(monkeypatch: pytest.MonkeyPatch) -> CountingReader:
-    counting = CountingReader()
-    monkeypatch.setitem(READERS, "toy", counting)
-    return counting
+    return register_counting_reader(monkeypatch)
 
 
 @pytest.fixture
@@ -91,14 +61,6 @@ def invert(path: Path, at: int, length: int = 64) -> None:
     body = bytearray(path.read_bytes())
     body[at:at + length] = bytes(b ^ 0xFF for b in body[at:at + length])
     path.write_bytes(bytes(body))
-
-
-def assert_same(a: Any, b: Any) -> None:
-    for split in SPLITS:
-        x, y = a.splits[split], b.splits[split]
-        for name in ("dense", "categorical", "crosses", "label"):
-            assert torch.equal(getattr(x, name), getattr(y, name)), (split, name)
-        assert a.extras[split].equals(b.extras[split])
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -218,6 +180,8 @@ def test_a_file_damaged_after_the_check_fails_in_one_line_naming_it(
 ) -> None:
     directory, manifest, _ = pipeline.prepare(cfg)
     part = directory / "test" / "part-00000.parquet"
+    # Inverted in the middle, this toy's part file stays valid parquet of other numbers (the
+    # bytes land in a column's data page): only hashing the bytes read catches it.
     if damage == "invert":
         invert(part, part.stat().st_size // 2)
     else:

@@ -46,6 +46,7 @@ import errno
 import glob
 import hashlib
 import inspect
+import io
 import json
 import os
 import shutil
@@ -309,12 +310,17 @@ def _damaged(path: Path, why: str) -> CacheDamagedError:
 
 
 def _read_part(path: Path, listed: Mapping[str, Any]) -> pl.DataFrame:
-    """One listed part file, its size checked first; a decoding failure names the file."""
+    """One listed part file, read once; the bytes decoded are the bytes hashed, so a file that
+    changed after `check` (same size, still valid parquet) fails naming it, never decodes into
+    other numbers. A decoding failure names the file too."""
     size = path.stat().st_size if path.is_file() else None
     if size != listed["size"]:
         raise _damaged(path, f"size {size}, the manifest says {listed['size']}")
+    data = path.read_bytes()
+    if xxhash.xxh3_128(data).hexdigest() != listed[HASH]:
+        raise _damaged(path, f"content differs from the manifest's {HASH} hash")
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(io.BytesIO(data))
     except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as err:
         raise _damaged(path, " ".join(str(err).split())[:160]) from err
 
