@@ -90,13 +90,13 @@ def versions() -> dict[str, str]:
 
     import numpy
     import polars
-    import pytorch_lightning
     import torch
 
     return {
         "widedeep": version("widedeep"),
         "torch": torch.__version__,
-        "pytorch_lightning": pytorch_lightning.__version__,
+        # From its metadata: importing Lightning only to read this took ~6 s on first use.
+        "pytorch_lightning": version("pytorch_lightning"),
         "polars": polars.__version__,
         "numpy": numpy.__version__,
     }
