@@ -312,6 +312,26 @@ def test_the_protocol_end_to_end_and_test_labels_change_no_choice(tmp_path, monk
     for arm in expected - {"ens_best_equal_total"}:
         keys = at_fixed.table.filter(pl.col("arm") == arm)["run_keys"].to_list()
         assert keys == results.filter(pl.col("arm") == arm)["run_keys"].to_list(), arm
+    # Trials and a fixed folder: the plain kinds at the folder's settings (halved here, so
+    # that no tuning of theirs could find them), a joint objective tuned with the trials.
+    from widedeep.experiment.tuning import Best, write_best
+
+    elsewhere = {
+        key: {k: v / 2 if isinstance(v, float) else v for k, v in params.items()}
+        for key, params in per_model.items()
+    }
+    for (kind, _), params in elsewhere.items():
+        best = Best(number=0, value=0.5, params=params)
+        write_best(tmp_path / "elsewhere" / f"{kind}.yaml", best)
+    mixed = measure(bench_cfg(
+        tmp_path / "m", *SMALL_BENCH, "bench.k_members=2", "bench.tune.trials=2",
+        f"bench.tune.fixed={tmp_path}/elsewhere", "bench.objectives=[joint_aux]",
+    ))
+    assert {k: v for k, v in mixed.tuned.items() if k[1] != "aux"} == elsewhere
+    assert set(mixed.tuned[("wide_deep", "aux")]) > set(per_model[("wide_deep", "per_model")])
+    assert "ens_best_equal_total" not in set(mixed.table["arm"])
+    assert {p.name for p in (tmp_path / "m" / "out" / "tuned").iterdir()} == {
+        "wide.yaml", "deep.yaml", "wide_deep.yaml", "joint_aux.yaml"}
 
     # Shuffled test labels, everything else the same, a fresh store: no choice changes.
     real = pipeline.load_data

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +124,17 @@ def _train_overrides(cfg: DictConfig) -> list[str]:
     return [f"experiment={experiment}", *keep, f"data.selection={selection}"]
 
 
-def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[str, Any]]:
+def tune_kinds(
+    cfg: DictConfig, store: RunStore, given: dict[tuple[str, str], dict[str, Any]] | None = None
+) -> dict[tuple[str, str], dict[str, Any]]:
     """Tune wide, deep and joint with the same number of trials on split A, at the main levels
-    and the first data split and seed; each trial a store run (so its seeds reuse it).
+    and the first data split and seed; each trial a store run (so its seeds reuse it). Then
+    each joint objective of ``bench.objectives``, with as many trials.
 
     Returns {(kind, budget): overrides}: ``per_model`` is each study's best; ``equal_total``
     (wide and deep, the ensemble's members) the best of each study's first trials // 2, so the
-    two members together get the joint model's budget."""
+    two members together get the joint model's budget. A kind in ``given`` (the plain kinds
+    of ``bench.tune.fixed``) keeps that setting and is not tuned here."""
     from widedeep.experiment.tuning import best_of_first, sqlite_url, tune, write_best
     from widedeep.experiment.tuning_runs import arm_space, new_keys, trial_score
 
@@ -141,8 +146,10 @@ def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[s
     home.mkdir(parents=True, exist_ok=True)
     storage = t.storage or sqlite_url(home / "tuning.db")
     fixed = {k for tower in ("wide", "deep") for k in levels(b, tower)[b.main[tower]]}
-    tuned: dict[tuple[str, str], dict[str, Any]] = {}
+    tuned: dict[tuple[str, str], dict[str, Any]] = dict(given or {})
     for kind in ("wide", "deep", "wide_deep"):
+        if (kind, "per_model") in tuned:
+            continue
         space = {k: v for k, v in arm_space(spaces, kind).items() if k not in fixed}
         w = b.main.wide if kind != "deep" else NONE
         d = b.main.deep if kind != "wide" else NONE
@@ -180,7 +187,8 @@ def tune_kinds(cfg: DictConfig, store: RunStore) -> dict[tuple[str, str], dict[s
 def fixed_kinds(folder: Path, objectives: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
     """Every kind at the setting another bench run tuned (``bench.tune.fixed``: that run's
     ``tuned/`` folder of `write_best` files), with no trials of its own: the phase diagram's
-    cells all train at one cell's tuned values. There is no equal-total reading then."""
+    cells all train at one cell's tuned values. There is no equal-total reading then. With
+    ``objectives`` empty, the plain kinds only (the objective arms are tuned by the caller)."""
     import yaml
 
     tuned: dict[tuple[str, str], dict[str, Any]] = {}
@@ -270,11 +278,15 @@ def measure(cfg: DictConfig) -> Measured:
     archive = Path(b.archive) / "runs" if b.get("archive") else None
     store = RunStore(Path(b.store) / "runs", reuse=bool(b.get("reuse", True)), archive=archive)
     t = b.get("tune") or {}
-    tuned = (
-        tune_kinds(cfg, store) if t.get("trials", 0)
-        else fixed_kinds(Path(t.fixed), list(b.get("objectives") or ())) if t.get("fixed")
-        else {}
-    )
+    trials, objectives = int(t.get("trials", 0)), list(b.get("objectives") or ())
+    # With trials and a fixed folder, the plain kinds come from the folder and the objective
+    # arms are tuned here (issue 20's arms beside a study that already tuned the others).
+    given = fixed_kinds(Path(t.fixed), [] if trials else objectives) if t.get("fixed") else {}
+    if given and trials:  # this run's tuned/ folder names every setting it trained at
+        (Path(b.out) / "tuned").mkdir(parents=True, exist_ok=True)
+        for kind in ("wide", "deep", "wide_deep"):
+            shutil.copyfile(Path(t.fixed) / f"{kind}.yaml", Path(b.out) / "tuned" / f"{kind}.yaml")
+    tuned = tune_kinds(cfg, store, given) if trials else given
     records = train_all(cfg, cells, store, tuned)
     log.info("bench: %s", store.summary())
     measured = collect(cfg.data.name, cells, records, int(b.get("k_members", 0)))

@@ -172,7 +172,8 @@ def main_arms(bench: Mapping[str, Any]) -> list[str]:
     """The arms measured at the main levels: the core ones, the controls asked for, the
     equal-total ensemble when tuning, and the K-member deep ensembles."""
     arms = [*CORE_ARMS, *bench.get("controls", ())]
-    if (bench.get("tune") or {}).get("trials", 0):
+    tune = bench.get("tune") or {}
+    if tune.get("trials", 0) and not tune.get("fixed"):  # its members' studies are tuned here
         arms.append("ens_best_equal_total")
     arms += [f"deep_k{k}" for k in range(1, int(bench.get("k_members", 0)) + 1)]
     return arms

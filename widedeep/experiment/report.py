@@ -53,7 +53,11 @@ def _protocol(cfg: Any, measured: Measured) -> list[str]:
     tune = b.get("tune") or {}
     trials = int(tune.get("trials", 0))
     budget = (
-        f"each of wide, deep and joint tuned with {trials} trials on split A (Optuna TPE, "
+        f"wide, deep and joint at the settings tuned in {tune.get('fixed')}; each joint "
+        f"objective tuned here with {trials} trials on split A (Optuna TPE, pruning on "
+        "validation AUC), the budget each of those had"
+        if trials and tune.get("fixed")
+        else f"each of wide, deep and joint tuned with {trials} trials on split A (Optuna TPE, "
         "pruning on validation AUC): equal trials per trained model; the equal-total reading "
         f"(each ensemble member {trials // 2} trials) is the arm ens_best_equal_total"
         if trials
