@@ -19,7 +19,10 @@ BENCH=${BENCH:-.venv/bin/widedeep-bench}
 COMMON=(bench.tune.trials=30 trainer.max_epochs=50)
 # Opt-in (issue 20): the joint objectives' arms beside the others, e.g.
 # WIDEDEEP_STUDY_OBJECTIVES=joint_tower_dropout,joint_aux,joint_warm,joint_per_tower_stop
-# Their results go beside the plain study's: benchmarks/results/tuned/<name>-objectives.
+# Their results go beside the plain study's: benchmarks/results/tuned/<name>-objectives. The
+# plain kinds train there at the plain study's tuned settings (its tuned/ folder, which must
+# exist: run the plain study first) and only the objectives are tuned, 30 trials each; the
+# controls are left to the plain study (benchmarks/README.md, "Joint objectives").
 SUFFIX=""
 if [[ -n ${WIDEDEEP_STUDY_OBJECTIVES:-} ]]; then
   COMMON+=("bench.objectives=[$WIDEDEEP_STUDY_OBJECTIVES]")
@@ -34,9 +37,15 @@ run() {
   local start
   start=$(date +%s)
   echo "study $name: start $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)"
-  # The common settings first: a dataset's own (frappe's 20 trials) come later and win.
-  "$BENCH" "${COMMON[@]}" "$@" "bench.out=benchmarks/results/tuned/$name$SUFFIX" \
-    "hydra.run.dir=benchmarks/.work/study/$name$SUFFIX"
+  # The suffix goes on the first part of the name: phase-objectives/50k_dense.
+  local top=${name%%/*}
+  local out=$top$SUFFIX${name#"$top"}
+  local beside=()
+  [[ -z $SUFFIX ]] || beside=("bench.tune.fixed=benchmarks/results/tuned/$name/tuned" "bench.controls=[]")
+  # The common settings first: a dataset's own (frappe's 20 trials, the phase's fixed folder
+  # and control) come later and win.
+  "$BENCH" "${COMMON[@]}" "${beside[@]}" "$@" "bench.out=benchmarks/results/tuned/$out" \
+    "hydra.run.dir=benchmarks/.work/study/$out"
   echo "study $name: done in $(( $(date +%s) - start )) s"
 }
 
@@ -45,7 +54,7 @@ run() {
 # at the settings tuned in one cell, synthetic-p3's (200k rows, the dense regime; 30 trials per
 # kind, patience 3): per-cell tuning (10 trials per kind and cell) would have cost about two
 # thirds of the diagram's 11 hours. Patience 3 and cap 200 as there.
-PHASE_TUNED=benchmarks/results/tuned/synthetic-p3/tuned
+PHASE_TUNED=benchmarks/results/tuned/synthetic-p3$SUFFIX/tuned
 PHASE=(experiment=joint_vs_ensemble bench.grid=main bench.seeds=[0,1,2] bench.data_seeds=[0]
   "bench.controls=[ens_deep_deep]" bench.tune.trials=0 "bench.tune.fixed=$PHASE_TUNED" "${P3[@]}")
 declare -A PHASE_ROWS=([50k]=50000 [200k]=200000 [1m]=1000000)
@@ -65,7 +74,7 @@ phase() {
         ${REGIMES[$regime]}
     done
   done
-  .venv/bin/python benchmarks/phase.py benchmarks/results/tuned/phase
+  .venv/bin/python benchmarks/phase.py "benchmarks/results/tuned/phase$SUFFIX"
 }
 
 case "${1:-all}" in
