@@ -3,17 +3,20 @@ training on it against the in-memory loader."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
+from omegaconf import OmegaConf
 from pytorch_lightning import Callback
 
 from widedeep import BagField, CategoricalField, CrossField, Schema
 from widedeep.cli.config import compose_config
 from widedeep.core.batch import Batch
+from widedeep.data.cache import CacheDamagedError
 from widedeep.data.streaming import (
     StreamDataset,
     StreamLoader,
@@ -244,3 +247,36 @@ def test_training_on_the_stream_matches_the_in_memory_loader(tmp_path):
     assert stream["test"]["auc"] > 0.6  # it learned something
     assert stream["test"]["auc"] == pytest.approx(memory["test"]["auc"], abs=AUC_MARGIN)
     assert stream["val"]["auc"] == pytest.approx(memory["val"]["auc"], abs=AUC_MARGIN)
+
+
+@pytest.mark.parametrize("change", ["rewritten", "touched"])
+def test_a_part_file_changed_during_the_run_fails_naming_it(tmp_path, change):
+    """The entry's hashes are checked when the stream opens it; a part file rewritten (other
+    bytes, same size) or only touched after that is refused at its next row group, not read."""
+    files, _ = _split(tmp_path)
+    stream = _rank(files, 0, 1, 0)
+    assert sum(len(b) for b in stream) == 1000  # the first epoch reads every row
+    victim = files[1]
+    if change == "rewritten":
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        victim.with_suffix(".tmp").write_bytes(bytes(data))
+        victim.with_suffix(".tmp").replace(victim)  # a new inode, as an atomic rewrite makes
+    else:
+        stat = victim.stat()
+        os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    stream.set_epoch(1)
+    with pytest.raises(CacheDamagedError, match=f"cache file {victim} changed while the run"):
+        sum(len(b) for b in stream)
+
+
+def test_the_streams_evaluation_splits_are_read_through_the_hashed_reader(monkeypatch):
+    """open_cache reads valid and test with the hash check of cache.read, not bare parquet."""
+    from widedeep.data import cache, streaming
+
+    read = []
+    real = cache.read_split
+    monkeypatch.setattr(cache, "read_split", lambda d, m, s: read.append(s) or real(d, m, s))
+    cfg = compose_config(["data=synthetic", "data.generator.n_rows=2000"]).data
+    streaming.open_cache(OmegaConf.to_container(cfg, resolve=True))
+    assert read == ["valid", "test"]

@@ -325,6 +325,13 @@ def _read_part(path: Path, listed: Mapping[str, Any]) -> pl.DataFrame:
         raise _damaged(path, " ".join(str(err).split())[:160]) from err
 
 
+def read_split(directory: Path, manifest: Mapping[str, Any], split: str) -> pl.DataFrame:
+    """One split of a checked entry, its part files read and hashed (`_read_part`)."""
+    parts = [_read_part(path, manifest["files"][str(path.relative_to(directory))])
+             for path in split_files(directory, split, manifest)]
+    return pl.concat(parts, how="vertical", rechunk=False)
+
+
 def read(directory: Path, manifest: Mapping[str, Any], hit: bool = True) -> ProcessedData:
     """A trusted entry -> tensors (parquet -> polars -> torch, one copy into each matrix).
     ``hit``: whether the entry was there before this run (``info["cache_hit"]``)."""
@@ -332,9 +339,7 @@ def read(directory: Path, manifest: Mapping[str, Any], hit: bool = True) -> Proc
     keep = list(manifest["keep_columns"])
     splits, extras = {}, {}
     for split in SPLITS:
-        parts = [_read_part(path, manifest["files"][str(path.relative_to(directory))])
-                 for path in split_files(directory, split, manifest)]
-        frame = pl.concat(parts, how="vertical", rechunk=False)
+        frame = read_split(directory, manifest, split)
         where = f"cache {directory}, split {split!r}"
         splits[split] = ColumnarData.from_frame(frame, schema, where)
         extras[split] = frame.select(keep)

@@ -48,25 +48,51 @@ EVAL_SPLITS = ("valid", "test")
 
 @dataclass(frozen=True)
 class RowGroup:
-    """One parquet row group: ``rows`` rows starting at split row ``offset``."""
+    """One parquet row group: ``rows`` rows starting at split row ``offset``; ``stamp`` is its
+    file's (size, mtime, inode) when the stream opened it."""
 
     path: Path
     index: int
     rows: int
     offset: int
+    stamp: tuple[int, int, int]
+
+
+def file_stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def row_groups(files: Sequence[Path]) -> list[RowGroup]:
     """The row groups of ``files`` in order, from the parquet footers only (no data read)."""
     groups, offset = [], 0
     for path in files:
+        stamp = file_stamp(Path(path))
         meta = pq.ParquetFile(path).metadata
         for i in range(meta.num_row_groups):
             rows = meta.row_group(i).num_rows
             if rows:
-                groups.append(RowGroup(Path(path), i, rows, offset))
+                groups.append(RowGroup(Path(path), i, rows, offset, stamp))
                 offset += rows
     return groups
+
+
+def check_unchanged(group: RowGroup) -> None:
+    """The part file is the one the stream opened (the entry's hashes were checked then):
+    rewritten or replaced since, it fails naming the file instead of being read as it is
+    now. A stat per row group; the bytes are not hashed again (bounded memory)."""
+    try:
+        now = file_stamp(group.path)
+    except OSError as err:
+        now = (-1, -1, -1)
+        why = f"{type(err).__name__} {err.strerror}"
+    else:
+        why = "size, modification time or inode differ from when the run opened it"
+    if now != group.stamp:
+        raise cache.CacheDamagedError(
+            f"cache file {group.path} changed while the run streamed it ({why}); run again "
+            "to check and rebuild the entry"
+        )
 
 
 # -- Batch helpers: concatenate and gather whole columns -----------------------------------------
@@ -108,6 +134,7 @@ def read_rows(
     group: RowGroup, start: int, stop: int, schema: Schema, columns: list[str], chunk: int
 ) -> Iterator[Batch]:
     """Rows ``[start, stop)`` of a row group, as Batches of up to ``chunk`` rows."""
+    check_unchanged(group)
     pos = 0
     reader = pq.ParquetFile(group.path)
     for record in reader.iter_batches(chunk, row_groups=[group.index], columns=columns):
@@ -361,7 +388,7 @@ def open_cache(data_cfg: Mapping[str, Any]) -> tuple[list[Path], ProcessedData]:
     keep = list(manifest["keep_columns"])
     splits, extras = {}, {}
     for split in EVAL_SPLITS:
-        frame = pl.read_parquet(cache.split_files(directory, split))
+        frame = cache.read_split(directory, manifest, split)
         splits[split] = ColumnarData.from_frame(frame, schema, f"cache {directory}, {split}")
         extras[split] = frame.select(keep)
     info = {k: manifest[k] for k in ("name", "rows", "click_rate", "bad_rows", "timings_s")}
