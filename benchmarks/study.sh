@@ -2,7 +2,7 @@
 # The tuned joint-vs-ensemble study (issue 15: primary comparisons and the size frontier), one at
 # a time, resumable: every run and tuning trial lives in $WIDEDEEP_BENCH_STORE keyed by what
 # trains it, so running this again reuses everything finished and resumes the rest.
-#   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|synthetic-p3|frappe|bars-frappe|size-synthetic|size-synthetic-p3|phase|all]
+#   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|synthetic-p3|synthetic-p10|frappe|bars-frappe|size-synthetic|size-synthetic-p3|phase|all]
 # Budget and timings: benchmarks/README.md ("The tuned study").
 # A run is reused only by a checkout whose training code (core, nn, optim, data, training)
 # is the one that trained it: resume a study from a worktree at the commit its runs name.
@@ -87,11 +87,15 @@ case "${1:-all}" in
   # likewise with an epoch cap of 200 (at 50, the wide tower alone at L1 >= 0.1 was still
   # improving): RESULTS.md, synthetic and claim 2. The two share their tuning studies.
   synthetic-p3 | all) run synthetic-p3 experiment=joint_vs_ensemble "${P3[@]}" "${PRIMARY[@]}" ;;&
+  # Patience 1 and 3 disagree on synthetic (RESULTS.md): whichever arm stops on an early plateau
+  # loses. Patience 10 asks whether the verdict survives training every arm to convergence.
+  synthetic-p10 | all) run synthetic-p10 experiment=joint_vs_ensemble trainer.patience=10 \
+    trainer.max_epochs=300 "${PRIMARY[@]}" ;;&
   frappe | all) run frappe experiment=jve_frappe bench.tune.trials=20 "${PRIMARY[@]}" ;;&
   bars-frappe | all) run bars-frappe experiment=jve_bars_frappe bench.tune.trials=0 trainer.max_epochs=100 ;;&
   size-synthetic | all) run size-synthetic experiment=size_synthetic ;;&
   size-synthetic-p3 | all) run size-synthetic-p3 experiment=size_synthetic "${P3[@]}" ;;&
   phase | all) phase ;;&
-  criteo | adult | movielens | synthetic | synthetic-p3 | frappe | bars-frappe | size-synthetic | size-synthetic-p3 | phase | all) ;;
+  criteo | adult | movielens | synthetic | synthetic-p3 | synthetic-p10 | frappe | bars-frappe | size-synthetic | size-synthetic-p3 | phase | all) ;;
   *) echo "study: unknown dataset $1" >&2; exit 2 ;;
 esac
