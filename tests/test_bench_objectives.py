@@ -143,6 +143,9 @@ def test_the_objective_arms_end_to_end(tmp_path):
         row = results.filter(pl.col("arm") == arm).row(0, named=True)
         assert row["wide_level"] != NONE and row["deep_level"] == "small"
     assert (out / "curves.png").is_file()  # the objectives' curves beside the joint model's
+    summary = (out / "summary.md").read_text()
+    for arm in OBJECTIVES:  # a row in the arm table, and one in the tower attribution
+        assert summary.count(f"\n| {arm} | ") == 2, arm
     joint = results.filter(pl.col("arm") == "joint")["params"][0]
     warm = results.filter(pl.col("arm") == "joint_warm")["params"][0]
     assert warm == joint + 2  # the two combination weights

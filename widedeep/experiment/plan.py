@@ -179,6 +179,11 @@ def main_arms(bench: Mapping[str, Any]) -> list[str]:
     return arms
 
 
+def reported_arms(bench: Mapping[str, Any]) -> list[str]:
+    """The arms of a report's tables at the main levels: `main_arms`, then the objectives."""
+    return [*main_arms(bench), *(bench.get("objectives") or ())]
+
+
 GRIDS = ("main", "axes", "full")
 
 

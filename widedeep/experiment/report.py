@@ -14,7 +14,7 @@ import polars as pl
 
 from widedeep.core.io import atomic_write
 from widedeep.experiment.comparisons import PRIMARY, compare, sweep_family
-from widedeep.experiment.plan import levels_of, levels_table, main_arms
+from widedeep.experiment.plan import levels_of, levels_table, reported_arms
 from widedeep.experiment.plots import plots
 from widedeep.experiment.results import Measured
 from widedeep.experiment.slices import exception_recovery, slice_labels, slice_table
@@ -109,7 +109,7 @@ def _arm_table(cfg: Any, measured: Measured) -> list[str]:
         "epochs (best), first cell | − joint | − ens_best |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for arm in main_arms(b):
+    for arm in reported_arms(b):
         part = _at(t, arm, w, d)
         if part.is_empty():
             continue
@@ -247,7 +247,7 @@ def _attribution(cfg: Any, measured: Measured) -> list[str]:
         "| arm | wide share | deep share | AUC drop without wide | without deep |",
         "|---|---|---|---|---|",
     ]
-    for arm in main_arms(b):
+    for arm in reported_arms(b):
         part = _at(t, arm, b.main.wide, b.main.deep).drop_nulls("share_wide")
         if part.is_empty():
             continue
@@ -255,7 +255,7 @@ def _attribution(cfg: Any, measured: Measured) -> list[str]:
             f"| {arm} | {part['share_wide'].mean():.3f} | {part['share_deep'].mean():.3f} | "
             f"{part['auc_drop_wide'].mean():.4f} | {part['auc_drop_deep'].mean():.4f} |"
         )
-    k = [a for a in main_arms(b) if a.startswith("deep_k")]
+    k = [a for a in reported_arms(b) if a.startswith("deep_k")]
     if k:
         lines += ["", "Deep-only ensembles of K members (mean of logits):", ""]
         lines += ["| K | test AUC |", "|---|---|"]
