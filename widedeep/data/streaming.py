@@ -81,14 +81,12 @@ def check_unchanged(group: RowGroup) -> None:
     """The part file is the one the stream opened (the entry's hashes were checked then):
     rewritten or replaced since, it fails naming the file instead of being read as it is
     now. A stat per row group; the bytes are not hashed again (bounded memory)."""
+    why = "size, modification time or inode differ from when the run opened it"
     try:
-        now = file_stamp(group.path)
+        changed = file_stamp(group.path) != group.stamp
     except OSError as err:
-        now = (-1, -1, -1)
-        why = f"{type(err).__name__} {err.strerror}"
-    else:
-        why = "size, modification time or inode differ from when the run opened it"
-    if now != group.stamp:
+        changed, why = True, f"{type(err).__name__} {err.strerror}"
+    if changed:
         raise cache.CacheDamagedError(
             f"cache file {group.path} changed while the run streamed it ({why}); run again "
             "to check and rebuild the entry"
