@@ -2,7 +2,7 @@
 # The tuned joint-vs-ensemble study (issue 15: primary comparisons and the size frontier), one at
 # a time, resumable: every run and tuning trial lives in $WIDEDEEP_BENCH_STORE keyed by what
 # trains it, so running this again reuses everything finished and resumes the rest.
-#   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|synthetic-p3|synthetic-p10|frappe|bars-frappe|size-synthetic|size-synthetic-p3|phase|all]
+#   bash benchmarks/study.sh [criteo|adult|movielens|synthetic|synthetic-p3|synthetic-p10|frappe|bars-frappe|size-synthetic|size-synthetic-p3|size-criteo|size-adult|size-movielens|phase|all]
 # Budget and timings: benchmarks/README.md ("The tuned study").
 # A run is reused only by a checkout whose training code (core, nn, optim, data, training)
 # is the one that trained it: resume a study from a worktree at the commit its runs name.
@@ -95,7 +95,15 @@ case "${1:-all}" in
   bars-frappe | all) run bars-frappe experiment=jve_bars_frappe bench.tune.trials=0 trainer.max_epochs=100 ;;&
   size-synthetic | all) run size-synthetic experiment=size_synthetic ;;&
   size-synthetic-p3 | all) run size-synthetic-p3 experiment=size_synthetic "${P3[@]}" ;;&
+  # The size frontier on the real datasets: every kind at its primary comparison's tuned
+  # settings (and each joint objective at its own, with the objectives), no tuning of its own.
+  size-criteo | size-adult | size-movielens | all)
+    for d in criteo adult movielens; do
+      [[ ${1:-all} == "size-$d" || ${1:-all} == all ]] || continue
+      run "size-$d" "experiment=size_$d" bench.tune.trials=0 \
+        "bench.tune.fixed=benchmarks/results/tuned/$d$SUFFIX/tuned"
+    done ;;&
   phase | all) phase ;;&
-  criteo | adult | movielens | synthetic | synthetic-p3 | synthetic-p10 | frappe | bars-frappe | size-synthetic | size-synthetic-p3 | phase | all) ;;
+  criteo | adult | movielens | synthetic | synthetic-p3 | synthetic-p10 | frappe | bars-frappe | size-synthetic | size-synthetic-p3 | size-criteo | size-adult | size-movielens | phase | all) ;;
   *) echo "study: unknown dataset $1" >&2; exit 2 ;;
 esac

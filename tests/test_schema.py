@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -216,7 +217,9 @@ def test_help_is_short_and_lists_the_groups_and_their_options(module, app, monke
     assert len(out.strip().splitlines()) <= 40, "help should fit a screen"
     assert "$WIDEDEEP_DATA_DIR" in out and "Outputs:" in out
     for group in ("data", "model", "optim", "trainer", "experiment"):
-        line = " ".join(out.split(f"\n  {group} ")[1].split("\n  ")[:2])
+        first, *rest = out.split(f"\n  {group} ")[1].split("\n")
+        # the group's line and its continuation lines (indented deeper than a group's name)
+        line = " ".join([first, *itertools.takewhile(lambda s: s.startswith("    "), rest)])
         for option in options(group):
             assert option in line, f"--help lists no {group}={option}"
     assert out.count(f"widedeep-{app} ") >= 5  # the common overrides
