@@ -60,6 +60,10 @@ def collect(root: Path) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
+def _cell(table: pl.DataFrame, n: str, regime: str) -> dict:
+    return table.filter((pl.col("rows") == n) & (pl.col("regime") == regime)).row(0, named=True)
+
+
 def markdown(table: pl.DataFrame) -> str:
     lines = ["# Phase diagram: where joint training wins (synthetic log)", ""]
     for a, b in PAIRS:
@@ -68,9 +72,7 @@ def markdown(table: pl.DataFrame) -> str:
         for n in ROWS:
             cells = []
             for regime in REGIMES:
-                r = table.filter((pl.col("rows") == n) & (pl.col("regime") == regime)).row(
-                    0, named=True
-                )
+                r = _cell(table, n, regime)
                 key = f"{a}-{b}"
                 if not r["run"] or r.get(key) is None:
                     cells.append("not run")
@@ -90,37 +92,70 @@ def markdown(table: pl.DataFrame) -> str:
     for n in ROWS:
         cells = []
         for regime in REGIMES:
-            r = table.filter((pl.col("rows") == n) & (pl.col("regime") == regime)).row(
-                0, named=True
-            )
+            r = _cell(table, n, regime)
             joint, ens = r.get("recovered_joint"), r.get("recovered_ens_best")
             cells.append("not run" if joint is None else f"{joint:.2f} / {ens:.2f}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _panel(fig, k: int, grid: np.ndarray, labels: list[list[str]], title: str) -> None:
+    """One heatmap, each cell labelled with its numbers (an interval, or joint / ensemble)."""
+    ax = fig.add_subplot(1, 3, k + 1)
+    limit = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 0.01
+    image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit)
+    for i, row in enumerate(labels):
+        for j, label in enumerate(row):
+            # White text on the darkest cells, black elsewhere.
+            dark = np.isfinite(grid[i, j]) and abs(grid[i, j]) > 0.6 * limit
+            ax.text(
+                j,
+                i,
+                label,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
+            )
+    ax.set_xticks(range(len(REGIMES)), REGIMES)
+    ax.set_yticks(range(len(ROWS)), ROWS)
+    ax.set_xlabel("exception regime")
+    ax.set_ylabel("training rows")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+
+
 def heatmap(table: pl.DataFrame, path: Path) -> None:
+    """joint − ens_best and joint − ens_deep_deep (mean, 95% t half-width), and the exception
+    effect recovered (joint − best ensemble, labelled joint / ensemble)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(15, 4.2))
     FigureCanvasAgg(fig)
+    shape = (len(ROWS), len(REGIMES))
     for k, (a, b) in enumerate(PAIRS):
-        ax = fig.add_subplot(1, 2, k + 1)
-        grid = np.full((len(ROWS), len(REGIMES)), np.nan)
+        key = f"{a}-{b}"
+        grid = np.full(shape, np.nan)
+        labels = [["not run"] * len(REGIMES) for _ in ROWS]
         for i, n in enumerate(ROWS):
             for j, regime in enumerate(REGIMES):
-                r = table.filter((pl.col("rows") == n) & (pl.col("regime") == regime))
-                if r["run"][0] and f"{a}-{b}" in r.columns and r[f"{a}-{b}"][0] is not None:
-                    grid[i, j] = r[f"{a}-{b}"][0]
-        limit = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 0.01
-        image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit)
-        ax.set_xticks(range(len(REGIMES)), REGIMES)
-        ax.set_yticks(range(len(ROWS)), ROWS)
-        ax.set_xlabel("exception regime")
-        ax.set_ylabel("training rows")
-        ax.set_title(f"{a} − {b} (blue: joint wins)")
-        fig.colorbar(image, ax=ax)
+                r = _cell(table, n, regime)
+                if r["run"] and r.get(key) is not None:
+                    grid[i, j] = r[key]
+                    ci = r[f"{key}_ci"]
+                    labels[i][j] = f"{r[key]:+.4f}" + ("" if math.isnan(ci) else f"\n± {ci:.4f}")
+        _panel(fig, k, grid, labels, f"{a} − {b}, test AUC (blue: joint wins)")
+    grid = np.full(shape, np.nan)
+    labels = [["not run"] * len(REGIMES) for _ in ROWS]
+    for i, n in enumerate(ROWS):
+        for j, regime in enumerate(REGIMES):
+            r = _cell(table, n, regime)
+            joint, ens = r.get("recovered_joint"), r.get("recovered_ens_best")
+            if joint is not None and ens is not None:
+                grid[i, j] = joint - ens
+                labels[i][j] = f"{joint:.2f} / {ens:.2f}"
+    _panel(fig, 2, grid, labels, "exception effect recovered: joint / best ensemble")
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
 
