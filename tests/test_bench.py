@@ -532,6 +532,38 @@ def test_the_frontier_picks_the_fewest_cross_weights_within_tolerance_on_split_b
     assert picked["wide_level"].to_list() == ["l1_small", "l1_small"]
 
 
+def test_the_frontier_has_a_branch_per_joint_objective_chosen_on_its_own_split_b():
+    from omegaconf import OmegaConf
+
+    from widedeep.experiment.report import frontier
+
+    cfg = OmegaConf.create(
+        {"bench": {"main": {"wide": "full", "deep": "d"}, "objectives": ["joint_aux"]}}
+    )
+    b_auc = {  # the objective is within tolerance of its full size only at "tiny"
+        "joint": {"full": 0.800, "tiny": 0.790},
+        "joint_aux": {"full": 0.800, "tiny": 0.7995},
+        "ens_best": {"full": 0.800, "tiny": 0.790},
+        "joint_refit": {"full": 0.800, "tiny": 0.800},  # not a frontier arm
+    }
+    table = pl.DataFrame(
+        [
+            {
+                "arm": arm,
+                "wide_level": w,
+                "deep_level": "d",
+                "wide_cross_nonzero": {"full": 5000, "tiny": 10}[w],
+                "valid_b_auc": auc,
+                "test_auc": 0.79,
+            }
+            for arm, levels in b_auc.items()
+            for w, auc in levels.items()
+        ]
+    )
+    chosen = dict(frontier(cfg, table).filter(pl.col("chosen")).select("arm", "wide_level").rows())
+    assert chosen == {"ens_best": "full", "joint": "full", "joint_aux": "tiny"}
+
+
 @pytest.mark.slow
 def test_the_archive_resumes_a_study_in_a_fresh_store_without_retraining(tmp_path, monkeypatch):
     """A later checkout has the archive (committed) but not the store: it trains nothing, and

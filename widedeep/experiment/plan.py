@@ -184,6 +184,11 @@ def reported_arms(bench: Mapping[str, Any]) -> list[str]:
     return [*main_arms(bench), *(bench.get("objectives") or ())]
 
 
+def frontier_arms(bench: Mapping[str, Any]) -> list[str]:
+    """The arms a size frontier is drawn for: joint, each joint objective, the best ensemble."""
+    return ["joint", *(bench.get("objectives") or ()), "ens_best"]
+
+
 GRIDS = ("main", "axes", "full")
 
 

@@ -11,7 +11,7 @@ import polars as pl
 
 from widedeep.core.io import atomic_write
 from widedeep.experiment.curves import plot_curves, read_curves
-from widedeep.experiment.plan import NONE, OBJECTIVES
+from widedeep.experiment.plan import NONE, OBJECTIVES, frontier_arms
 from widedeep.experiment.results import Measured
 from widedeep.experiment.slices import slice_labels
 
@@ -37,14 +37,18 @@ def curves(cfg: Any, measured: Measured, out_dir: Path) -> None:
 
 
 def frontier_plot(cfg: Any, table: pl.DataFrame, out_dir: Path) -> None:
-    """Test AUC (± std over cells) against non-zero cross weights, joint and best ensemble."""
+    """Test AUC (± std over cells) against non-zero cross weights: joint, each joint objective
+    present and the best ensemble."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for arm, marker in (("joint", "o-"), ("ens_best", "s--")):
+    markers = iter(("^-", "v-", "D-", "P-", "X-"))  # the objectives', solid like joint
+    present = set(table["arm"].to_list())
+    for arm in (a for a in frontier_arms(cfg.bench) if a in present):
+        marker = {"joint": "o-", "ens_best": "s--"}.get(arm) or next(markers, ".-")
         part = table.filter(pl.col("arm") == arm).sort("cross_nonzero")
         ax.errorbar(
             part["cross_nonzero"], part["test_auc"], yerr=part["test_auc_std"].fill_null(0),

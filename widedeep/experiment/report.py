@@ -14,7 +14,7 @@ import polars as pl
 
 from widedeep.core.io import atomic_write
 from widedeep.experiment.comparisons import PRIMARY, compare, sweep_family
-from widedeep.experiment.plan import levels_of, levels_table, reported_arms
+from widedeep.experiment.plan import frontier_arms, levels_of, levels_table, reported_arms
 from widedeep.experiment.plots import plots
 from widedeep.experiment.results import Measured
 from widedeep.experiment.slices import exception_recovery, slice_labels, slice_table
@@ -187,12 +187,13 @@ def _size(cfg: Any, measured: Measured) -> list[str]:
 
 
 def frontier(cfg: Any, results: pl.DataFrame, tolerance: float = 0.001) -> pl.DataFrame:
-    """Per arm (joint, ens_best) and wide level at the main deep level: mean non-zero cross
+    """Per arm (`frontier_arms`) and wide level at the main deep level: mean non-zero cross
     weights, split-B and test AUC; ``chosen`` marks the level with the fewest non-zero cross
     weights whose split-B AUC is within ``tolerance`` of the arm's full-size (main) level."""
     b = cfg.bench
+    arms = frontier_arms(b)
     rows = (
-        results.filter(pl.col("arm").is_in(["joint", "ens_best"]))
+        results.filter(pl.col("arm").is_in(arms))
         .filter(pl.col("deep_level") == b.main.deep)
         .group_by("arm", "wide_level")
         .agg(
