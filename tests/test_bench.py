@@ -626,3 +626,43 @@ def test_fixed_tuning_reads_every_kind_and_names_a_missing_file(tmp_path):
     }
     with pytest.raises(ValueError, match="joint_warm.yaml is missing"):
         fixed_kinds(tmp_path, ["joint_warm"])
+
+
+def test_the_objective_sweep_gives_each_objective_its_own_holm_family(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from widedeep.experiment import report
+    from widedeep.experiment.results import Measured
+
+    cfg = OmegaConf.create({"bench": {"objectives": ["joint_aux", "joint_warm"]}})
+    table = pl.DataFrame(
+        {
+            "arm": ["joint_aux", "joint_aux", "joint_warm", "joint_warm", "joint_warm"],
+            "wide_level": ["full", "tiny", "full", "tiny", "l1_1"],
+            "deep_level": ["d"] * 5,
+        }
+    )
+    seen = {}
+
+    def family(measured, points, a, b="ens_best"):
+        seen[a] = sorted(points)
+        shift = {"joint_aux": 0.01, "joint_warm": -0.02}[a]
+        return pl.DataFrame(
+            [
+                {"wide_level": w, "deep_level": d, "mean": shift, "ci": 0.001, "p_holm": 0.5}
+                for w, d in points
+            ]
+        )
+
+    monkeypatch.setattr(report, "sweep_family", family)
+    lines = report._objective_sweep(cfg, Measured(table=table, outputs={}, records={}))
+    assert seen == {
+        "joint_aux": [("full", "d"), ("tiny", "d")],
+        "joint_warm": [("full", "d"), ("l1_1", "d"), ("tiny", "d")],
+    }
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
+    assert "+0.0100" in rows["full"] and "-0.0200" in rows["full"]
+    assert rows["l1_1"].count("n/a") == 1  # joint_aux never ran at l1_1
+    assert report._objective_sweep(
+        OmegaConf.create({"bench": {}}), Measured(table=table, outputs={}, records={})
+    ) == []

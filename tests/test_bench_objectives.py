@@ -144,8 +144,12 @@ def test_the_objective_arms_end_to_end(tmp_path):
         assert row["wide_level"] != NONE and row["deep_level"] == "small"
     assert (out / "curves.png").is_file()  # the objectives' curves beside the joint model's
     summary = (out / "summary.md").read_text()
-    for arm in OBJECTIVES:  # a row in the arm table, and one in the tower attribution
-        assert summary.count(f"\n| {arm} | ") == 2, arm
+    for arm in OBJECTIVES:
+        # a row in the arm table, one in the tower attribution, one per wide level in the
+        # size frontier
+        levels = results.filter(pl.col("arm") == arm)["wide_level"].n_unique()
+        assert levels > 1
+        assert summary.count(f"\n| {arm} | ") == 2 + levels, arm
     joint = results.filter(pl.col("arm") == "joint")["params"][0]
     warm = results.filter(pl.col("arm") == "joint_warm")["params"][0]
     assert warm == joint + 2  # the two combination weights

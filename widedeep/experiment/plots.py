@@ -61,7 +61,7 @@ def frontier_plot(cfg: Any, table: pl.DataFrame, out_dir: Path) -> None:
     ax.set_xlabel("non-zero cross weights (symlog)")
     ax.set_ylabel("test AUC")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8 if len(present) > 2 else None)
     ax.set_title(f"{cfg.data.name}: size frontier (circled: chosen on split B)")
     fig.tight_layout()
     atomic_write(out_dir / "frontier.png", lambda p: fig.savefig(p, dpi=110, format="png"))

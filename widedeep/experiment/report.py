@@ -145,6 +145,36 @@ def _sweep(cfg: Any, measured: Measured) -> list[str]:
     return [*lines, ""]
 
 
+def _objective_sweep(cfg: Any, measured: Measured) -> list[str]:
+    """Each joint objective − ens_best at every wide level it ran at (a size sweep with the
+    objectives), Holm-adjusted over the levels of each objective."""
+    t = measured.table
+    families: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+    for arm in cfg.bench.get("objectives") or ():
+        part = t.filter(pl.col("arm") == arm)
+        points = sorted(set(zip(part["wide_level"], part["deep_level"], strict=True)))
+        family = sweep_family(measured, points, a=arm) if len(points) > 1 else pl.DataFrame()
+        rows = family.iter_rows(named=True)
+        families[arm] = {(r["wide_level"], r["deep_level"]): r for r in rows}
+    families = {arm: f for arm, f in families.items() if f}
+    if not families:
+        return []
+    lines = [
+        "## Each joint objective − ens_best across the sweep (Holm-adjusted over its cells)",
+        "",
+        "| wide | deep | " + " | ".join(families) + " |",
+        "|---|---|" + "---|" * len(families),
+    ]
+    for w, d in sorted({p for f in families.values() for p in f}):
+        cells = [f.get((w, d)) for f in families.values()]
+        text = [
+            "n/a" if r is None else f"{r['mean']:+.4f} ± {r['ci']:.4f} (Holm p {r['p_holm']:.2g})"
+            for r in cells
+        ]
+        lines.append(f"| {w} | {d} | " + " | ".join(text) + " |")
+    return [*lines, ""]
+
+
 def _size(cfg: Any, measured: Measured) -> list[str]:
     b, t = cfg.bench, measured.table
     lines = [
@@ -314,6 +344,7 @@ def summary_markdown(
         _primary(cfg, measured),
         _arm_table(cfg, measured),
         _sweep(cfg, measured),
+        _objective_sweep(cfg, measured),
         _size(cfg, measured),
         _frontier(cfg, measured),
         _attribution(cfg, measured),
