@@ -666,3 +666,22 @@ def test_the_objective_sweep_gives_each_objective_its_own_holm_family(monkeypatc
     assert report._objective_sweep(
         OmegaConf.create({"bench": {}}), Measured(table=table, outputs={}, records={})
     ) == []
+
+
+def test_the_frontier_breaks_ties_in_size_the_same_way_whatever_the_row_order():
+    from omegaconf import OmegaConf
+
+    from widedeep.experiment.report import frontier
+
+    cfg = OmegaConf.create({"bench": {"main": {"wide": "full", "deep": "d"}}})
+    rows = [  # two empty wide parts within tolerance: the higher B AUC is the one named
+        {"wide_level": "full", "wide_cross_nonzero": 900, "valid_b_auc": 0.800},
+        {"wide_level": "l1_1", "wide_cross_nonzero": 0, "valid_b_auc": 0.7992},
+        {"wide_level": "l1_10", "wide_cross_nonzero": 0, "valid_b_auc": 0.7995},
+    ]
+    table = pl.DataFrame(
+        [{"arm": "joint", "deep_level": "d", "test_auc": 0.79, **r} for r in rows]
+    )
+    for order in ([0, 1, 2], [2, 1, 0], [1, 0, 2], [1, 2, 0]):
+        picked = frontier(cfg, table[order]).filter(pl.col("chosen"))
+        assert picked["wide_level"].to_list() == ["l1_10"]

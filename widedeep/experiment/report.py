@@ -233,7 +233,12 @@ def frontier(cfg: Any, results: pl.DataFrame, tolerance: float = 0.001) -> pl.Da
             pl.col("test_auc").std().alias("test_auc_std"),
             pl.len().alias("cells"),
         )
-        .sort("arm", "cross_nonzero")
+        # Ties in size go to the higher split-B AUC, then the name: group_by's order is not
+        # stable, and the first level within tolerance is the one chosen.
+        .sort(
+            ["arm", "cross_nonzero", "valid_b_auc", "wide_level"],
+            descending=[False, False, True, False],
+        )
     )
     full = rows.filter(pl.col("wide_level") == b.main.wide).select(
         "arm", pl.col("valid_b_auc").alias("full_b")

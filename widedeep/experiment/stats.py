@@ -37,9 +37,12 @@ def smallest_within(results: pl.DataFrame, arm: str, tolerance: float = 0.001) -
             pl.col("params").mean(),
             pl.col("nonzero_params").mean(),
         )
-        .sort("nonzero_params", "params")
+        # Named tie-breaks: group_by's order is not stable across runs.
+        .sort("nonzero_params", "params", "wide_level", "deep_level")
     )
-    best = per.sort("valid_b_auc", descending=True).row(0, named=True)
+    best = per.sort(
+        ["valid_b_auc", "wide_level", "deep_level"], descending=[True, False, False]
+    ).row(0, named=True)
     pick = per.filter(pl.col("valid_b_auc") >= best["valid_b_auc"] - tolerance).row(0, named=True)
     return {**pick, "best_auc": best["test_auc"], "best_valid_b_auc": best["valid_b_auc"]}
 
