@@ -221,9 +221,8 @@ def frontier(cfg: Any, results: pl.DataFrame, tolerance: float = 0.001) -> pl.Da
     weights, split-B and test AUC; ``chosen`` marks the level with the fewest non-zero cross
     weights whose split-B AUC is within ``tolerance`` of the arm's full-size (main) level."""
     b = cfg.bench
-    arms = frontier_arms(b)
     rows = (
-        results.filter(pl.col("arm").is_in(arms))
+        results.filter(pl.col("arm").is_in(frontier_arms(b)))
         .filter(pl.col("deep_level") == b.main.deep)
         .group_by("arm", "wide_level")
         .agg(
