@@ -128,11 +128,14 @@ def _arm_table(cfg: Any, measured: Measured) -> list[str]:
     return lines
 
 
+def _points(table: pl.DataFrame, arm: str) -> list[tuple[str, str]]:
+    """The (wide, deep) levels an arm ran at."""
+    part = table.filter(pl.col("arm") == arm)
+    return sorted(set(zip(part["wide_level"], part["deep_level"], strict=True)))
+
+
 def _sweep(cfg: Any, measured: Measured) -> list[str]:
-    t = measured.table
-    joint = t.filter(pl.col("arm") == "joint")
-    points = sorted(set(zip(joint["wide_level"], joint["deep_level"], strict=True)))
-    family = sweep_family(measured, points)
+    family = sweep_family(measured, _points(measured.table, "joint"))
     lines = ["## joint − ens_best across the sweep (Holm-adjusted over the cells)", ""]
     if family.is_empty():
         return [*lines, "(fewer than two seeds per cell)", ""]
@@ -148,15 +151,14 @@ def _sweep(cfg: Any, measured: Measured) -> list[str]:
 def _objective_sweep(cfg: Any, measured: Measured) -> list[str]:
     """Each joint objective − ens_best at every wide level it ran at (a size sweep with the
     objectives), Holm-adjusted over the levels of each objective."""
-    t = measured.table
     families: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
     for arm in cfg.bench.get("objectives") or ():
-        part = t.filter(pl.col("arm") == arm)
-        points = sorted(set(zip(part["wide_level"], part["deep_level"], strict=True)))
-        family = sweep_family(measured, points, a=arm) if len(points) > 1 else pl.DataFrame()
-        rows = family.iter_rows(named=True)
-        families[arm] = {(r["wide_level"], r["deep_level"]): r for r in rows}
-    families = {arm: f for arm, f in families.items() if f}
+        points = _points(measured.table, arm)
+        if len(points) < 2:
+            continue
+        rows = sweep_family(measured, points, a=arm).iter_rows(named=True)
+        if family := {(r["wide_level"], r["deep_level"]): r for r in rows}:
+            families[arm] = family
     if not families:
         return []
     lines = [
